@@ -1,0 +1,35 @@
+"""Typed errors raised by the library. The service maps them to HTTP status codes."""
+
+from __future__ import annotations
+
+
+class SmartCashError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ClassTableError(SmartCashError, ValueError):
+    """A class table is malformed (unknown ids, incomplete map, duplicate names)."""
+
+
+class DeviceError(SmartCashError, ValueError):
+    """A requested device does not exist or is not usable here."""
+
+
+class ModelConfigError(SmartCashError, ValueError):
+    """A model YAML/name cannot be built."""
+
+
+class CheckpointError(SmartCashError):
+    """A checkpoint cannot be loaded; the message names the file and the reason."""
+
+
+class UnsafePickleError(CheckpointError):
+    """A pickled checkpoint asked for a global outside the allow-list."""
+
+
+class DatasetError(SmartCashError):
+    """A dataset cannot be used at all (missing path, no images)."""
+
+
+class Cancelled(SmartCashError):
+    """A validation pass was cancelled between batches."""
