@@ -5,3 +5,101 @@ CONTRACT (issue 2 / issue 6):
 - ``load_model(path, device="auto") -> LoadedModel`` picks the loader by content (safetensors or a
   YOLOv5 pickle) and raises ``CheckpointError`` naming the file and the reason.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from smartcash_core.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from smartcash_core.classes import ClassTable
+    from smartcash_core.model.yolo import DetectionModel
+
+__all__ = ["LoadedModel", "checkpoint_kind", "load_model"]
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+
+
+@dataclass
+class LoadedModel:
+    """A detector in eval mode on ``device`` plus what its checkpoint says about it.
+
+    ``stride`` is the model's largest stride (32 for YOLOv5 P5 models); letterboxing pads to a multiple of it.
+    ``sha256`` is the hex digest of the checkpoint's weights (native) or of the whole file (imported ``.pt``).
+    """
+
+    model: DetectionModel
+    class_table: ClassTable
+    imgsz: int
+    stride: int
+    sha256: str
+    source: Path
+    device: torch.device
+    metadata: dict[str, Any] = field(default_factory=dict)
+    num_params: int = 0
+
+    @property
+    def num_classes(self) -> int:
+        return self.class_table.num_fine
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """Classify a checkpoint by its first bytes: ``"native"`` (safetensors) or ``"yolov5"`` (torch zip).
+
+    Raises ``CheckpointError`` when the file is missing, empty, or neither format.
+    """
+    path = Path(path)
+    head = _read_head(path, 16)
+    if head[:4] in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC):
+        return "yolov5"
+    if _looks_like_safetensors(head):
+        return "native"
+    raise CheckpointError(
+        f"{path}: not a checkpoint (expected a native .safetensors file or a YOLOv5 .pt zip archive)"
+    )
+
+
+def load_model(path: str | Path, device: str | torch.device = "auto") -> LoadedModel:
+    """Load a native or classic YOLOv5 checkpoint onto ``device`` (``auto`` picks CUDA, MPS, then CPU).
+
+    The loader is chosen by file content, not by suffix. Nothing pickled is ever executed.
+    """
+    from smartcash_core.device import select_device
+
+    target = select_device(device)
+    if checkpoint_kind(path) == "native":
+        from smartcash_core.checkpoint.native import load_native
+
+        return load_native(path, target)
+    from smartcash_core.checkpoint.yolov5_import import load_yolov5
+
+    return load_yolov5(path, target)
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(size)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: file does not exist") from exc
+    except IsADirectoryError as exc:
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from exc
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if not head:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    return head
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    """safetensors starts with a little-endian u64 header length followed by a JSON object ``{``."""
+    if len(head) < 9:
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return 2 <= header_len < 100_000_000 and head[8:9] == b"{"
