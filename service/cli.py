@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=None, help="bind address (default SMARTCASH_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default SMARTCASH_PORT or 8000)")
     serve.set_defaults(handler=_run_serve)
-    demo = commands.add_parser("demo", help="serve the demo model, validate demo data over HTTP, keep serving")
+    demo = commands.add_parser("demo", help="serve the demo model, validate demo data, keep serving")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--state-dir", default="demo_state")
     demo.add_argument("--no-serve", action="store_true", help="exit after printing the demo result")

@@ -108,7 +108,9 @@ def _mapping_as_list(value: Any, num_fine: int) -> list[Any]:
             raise ClassTableError(f"fine_to_mapped keys must be class ids: {exc}") from exc
         unknown = sorted(key for key in keyed if not 0 <= key < num_fine)
         if unknown:
-            raise ClassTableError(f"fine_to_mapped names unknown fine class ids {unknown} (0..{num_fine - 1})")
+            raise ClassTableError(
+                f"fine_to_mapped names unknown fine class ids {unknown} (0..{num_fine - 1})"
+            )
         missing = sorted(set(range(num_fine)) - set(keyed))
         if missing:
             raise ClassTableError(f"fine_to_mapped misses fine classes {missing}")
