@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -20,6 +18,7 @@ import torch
 import yaml
 from torch import nn
 
+from smartcash_core.cache import tensor_cache
 from smartcash_core.errors import ModelConfigError
 
 MODEL_NAMES = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
@@ -32,60 +31,15 @@ _STRIDE_PROBE_SIZE = 256
 
 
 # --------------------------------------------------------------------------------------------------
-# Decode-grid cache
+# Decode grids, cached in the project's ``tensor`` cache (reported by ``get_cache_info()``)
 # --------------------------------------------------------------------------------------------------
-class GridCache:
-    """Small thread-safe LRU of Detect decode grids keyed by (ny, nx, device, dtype).
+def decode_grid(ny: int, nx: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Cell offsets minus 0.5, ``[1, 1, ny, nx, 2]`` holding (x, y), like YOLOv5's ``_make_grid``.
 
-    A grid depends only on the feature-map shape, device and dtype, so one cache serves every model.
-    Reports the same statistics as the project's other caches through :meth:`info`.
+    A grid depends only on the feature-map shape, device and dtype, so one cached grid serves every model.
     """
-
-    def __init__(self, max_entries: int = 64) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-        self.evictions = 0
-
-    def grid(self, ny: int, nx: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """Cell offsets minus 0.5, shape ``[1, 1, ny, nx, 2]`` holding (x, y) like YOLOv5's ``_make_grid``."""
-        key = (ny, nx, str(device), dtype)
-        with self._lock:
-            cached = self._entries.get(key)
-            if cached is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return cached
-            self.misses += 1
-        grid = _make_grid(ny, nx, device, dtype)
-        with self._lock:
-            self._entries[key] = grid
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-                self.evictions += 1
-        return grid
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def info(self) -> dict[str, int]:
-        """Statistics: hits, misses, evictions, entries, bytes, max_bytes (0: bounded by entry count)."""
-        with self._lock:
-            size = sum(t.numel() * t.element_size() for t in self._entries.values())
-            return {
-                "hits": self.hits,
-                "misses": self.misses,
-                "evictions": self.evictions,
-                "entries": len(self._entries),
-                "bytes": size,
-                "max_bytes": 0,
-            }
-
-
-GRID_CACHE = GridCache()
+    key = ("detect_grid", ny, nx, str(device), dtype)
+    return tensor_cache().get_or_create(key, lambda: _make_grid(ny, nx, device, dtype))
 
 
 def _make_grid(ny: int, nx: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -204,7 +158,6 @@ class Detect(nn.Module):
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2))
         self.stride = torch.ones(self.nl)
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
-        self.grid_cache = GRID_CACHE
 
     def forward(
         self, x: list[torch.Tensor]
@@ -224,7 +177,7 @@ class Detect(nn.Module):
     def _decode(self, y: torch.Tensor, level: int) -> torch.Tensor:
         """Raw ``[B, na, h, w, no]`` -> sigmoid + xywh in input pixels (same op order as YOLOv5)."""
         _, _, ny, nx, _ = y.shape
-        grid = self.grid_cache.grid(ny, nx, y.device, y.dtype)
+        grid = decode_grid(ny, nx, y.device, y.dtype)
         stride = self.stride[level].to(device=y.device, dtype=y.dtype)
         anchor_grid = (self.anchors[level] * stride).view(1, self.na, 1, 1, 2).to(y.dtype)
         xy, wh, conf = y.sigmoid().split((2, 2, self.nc + 1), 4)
