@@ -1,0 +1,333 @@
+"""``smartcash train-demo``: a short two-phase trainer for the embedded demo model (not a product feature).
+
+Phase 1 trains the neck and head with the backbone (layers 0-9) frozen, phase 2 fine-tunes everything, as
+in SmartCash. It trains on this project's own synthetic scenes (train and val drawn with different seeds)
+on CPU: every training image is decoded and letterboxed once into a uint8 tensor held in memory, batches
+are augmented on tensors (horizontal flip, brightness / contrast / saturation jitter), the optimizer is
+AdamW with linear warmup and cosine decay per phase, and an EMA of the weights is what gets saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from smartcash_core.classes import default_class_table
+from smartcash_core.errors import DatasetError
+from smartcash_core.loss import YoloLoss
+
+FROZEN_BACKBONE_LAYERS = 10  # model.0 ... model.9: the YOLOv5 backbone including SPPF
+PAD_VALUE = 114  # YOLOv5's letterbox grey
+VAL_SEED_OFFSET = 1000  # val scenes come from another seed than the training scenes
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one demo training run needs; built from the ``train-demo`` arguments."""
+
+    out: Path
+    workdir: Path
+    images: int = 1200
+    val_images: int = 100
+    imgsz: int = 320
+    epochs_head: int = 3
+    epochs_full: int = 20
+    batch_size: int = 16
+    lr: float = 0.002
+    final_lr_fraction: float = 0.05
+    weight_decay: float = 5e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.995
+    seed: int = 0
+    model_name: str = "yolov5n"
+    threads: int = 2
+
+
+@dataclass
+class CachedDataset:
+    """Letterboxed training images ``[N, 3, S, S]`` uint8 and labels per image ``[n_i, 5]`` (cls cx cy w h,
+    normalized to the letterboxed square)."""
+
+    images: Tensor
+    labels: list[Tensor]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+def letterbox_square(image: Image.Image, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize keeping the aspect ratio so the long side is ``size``, pad to ``size x size`` centred.
+
+    Returns the ``[size, size, 3]`` uint8 array, the scale and the ``(left, top)`` padding in pixels.
+    """
+    scale = size / max(image.width, image.height)
+    new_w, new_h = round(image.width * scale), round(image.height * scale)
+    resized = image.convert("RGB").resize((new_w, new_h), Image.Resampling.BILINEAR)
+    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    left, top = (size - new_w) // 2, (size - new_h) // 2
+    canvas[top : top + new_h, left : left + new_w] = np.asarray(resized)
+    return canvas, scale, (left, top)
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    """YOLO label file -> ``[n, 5]`` float32 (missing file: a background image)."""
+    if not path.exists():
+        return np.zeros((0, 5), dtype=np.float32)
+    rows = [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 5)
+
+
+def _labels_to_square(labels: np.ndarray, width: int, height: int, size: int, scale: float,
+                      pad: tuple[int, int]) -> Tensor:
+    """Normalized labels of the original image -> normalized to the letterboxed square."""
+    out = labels.copy()
+    out[:, 1] = (labels[:, 1] * width * scale + pad[0]) / size
+    out[:, 2] = (labels[:, 2] * height * scale + pad[1]) / size
+    out[:, 3] = labels[:, 3] * width * scale / size
+    out[:, 4] = labels[:, 4] * height * scale / size
+    return torch.from_numpy(out)
+
+
+def load_cached_dataset(image_dir: Path, label_dir: Path, size: int) -> CachedDataset:
+    """Decode and letterbox every image of a YOLO split once (the training loop never decodes again)."""
+    paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if not paths:
+        raise DatasetError(f"no training images in {image_dir}")
+    images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    labels: list[Tensor] = []
+    for index, path in enumerate(paths):
+        with Image.open(path) as image:
+            array, scale, pad = letterbox_square(image, size)
+            width, height = image.width, image.height
+        images[index] = torch.from_numpy(array).permute(2, 0, 1)
+        raw = _read_labels(label_dir / f"{path.stem}.txt")
+        labels.append(_labels_to_square(raw, width, height, size, scale, pad))
+    return CachedDataset(images, labels)
+
+
+def augment_batch(images: Tensor, labels: list[Tensor], generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """uint8 ``[B, 3, S, S]`` + labels -> float ``[B, 3, S, S]`` in [0, 1] and targets ``[n, 6]``
+    (image index, cls, cx, cy, w, h).
+
+    Horizontal flips and mild photometric jitter; hue is left alone because it encodes denomination.
+    """
+    batch = images.float() / 255.0
+    count = batch.shape[0]
+    flip = torch.rand(count, generator=generator) < 0.5
+    batch[flip] = batch[flip].flip(-1)
+    brightness = 1 + (torch.rand(count, 1, 1, 1, generator=generator) - 0.5) * 0.5
+    contrast = 1 + (torch.rand(count, 1, 1, 1, generator=generator) - 0.5) * 0.4
+    saturation = 1 + (torch.rand(count, 1, 1, 1, generator=generator) - 0.5) * 0.6
+    grey = batch.mean(1, keepdim=True)
+    batch = grey + (batch - grey) * saturation
+    mean = batch.mean((1, 2, 3), keepdim=True)
+    batch = ((batch - mean) * contrast + mean) * brightness
+    rows = []
+    for index, image_labels in enumerate(labels):
+        boxes = image_labels.clone()
+        if flip[index]:
+            boxes[:, 1] = 1.0 - boxes[:, 1]
+        rows.append(torch.cat((torch.full((len(boxes), 1), float(index)), boxes), 1))
+    return batch.clamp_(0, 1), torch.cat(rows) if rows else torch.zeros((0, 6))
+
+
+def iterate_batches(data: CachedDataset, batch_size: int, generator: torch.Generator) -> Iterator[
+    tuple[Tensor, Tensor]
+]:
+    """One epoch of shuffled, augmented batches (the last partial batch is dropped)."""
+    order = torch.randperm(len(data), generator=generator)
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        picked = order[start : start + batch_size]
+        yield augment_batch(data.images[picked], [data.labels[i] for i in picked.tolist()], generator)
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimisation
+# --------------------------------------------------------------------------------------------------
+class WeightEma:
+    """Exponential moving average of weights and BN buffers; the decay ramps up over the first steps
+    (as YOLOv5's ``ModelEMA``) so the average does not remember the random initialisation."""
+
+    def __init__(self, model: nn.Module, decay: float, ramp_steps: float = 200.0) -> None:
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.decay, self.ramp_steps, self.updates = decay, ramp_steps, 0
+
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = self.decay * (1 - math.exp(-self.updates / self.ramp_steps))
+        with torch.no_grad():
+            for key, value in model.state_dict().items():
+                if value.dtype.is_floating_point:
+                    self.shadow[key].mul_(decay).add_(value.detach(), alpha=1 - decay)
+                else:
+                    self.shadow[key].copy_(value)
+
+    def copy_to(self, model: nn.Module) -> None:
+        model.load_state_dict(self.shadow)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over trainable parameters; weight decay only on conv weights (not BN, not biases)."""
+    decayed = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    plain = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [
+        {"params": decayed, "weight_decay": config.weight_decay},
+        {"params": plain, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.937, 0.999))
+
+
+def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Linear warmup from 0, then cosine decay to ``final_lr_fraction * lr`` at ``total_steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr * (config.final_lr_fraction + (1 - config.final_lr_fraction) * cosine)
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    """Phase 1 freezes ``model.0`` ... ``model.9`` (YOLOv5's ``--freeze 10``); phase 2 frees everything."""
+    frozen_prefixes = tuple(f"model.{index}." for index in range(FROZEN_BACKBONE_LAYERS))
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = not (frozen and name.startswith(frozen_prefixes))
+
+
+def train_step(model: nn.Module, loss_fn: YoloLoss, optimizer: torch.optim.Optimizer, images: Tensor,
+               targets: Tensor) -> Tensor:
+    """One forward/backward/update; returns the detached ``(box, obj, cls)`` loss parts."""
+    total, parts = loss_fn(model(images), targets)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+    optimizer.step()
+    return parts
+
+
+def train_phase(model: nn.Module, data: CachedDataset, phase: int, epochs: int, config: TrainConfig,
+                ema: WeightEma, log: Log) -> list[float]:
+    """Run one phase; returns the mean total loss (per image) of each epoch."""
+    set_backbone_frozen(model, frozen=phase == 1)
+    model.train()
+    optimizer = make_optimizer(model, config)
+    loss_fn = YoloLoss.for_model(model, config.imgsz)
+    generator = torch.Generator().manual_seed(config.seed * 100 + phase)
+    steps_per_epoch = len(data) // config.batch_size
+    total_steps, step, epoch_losses = epochs * steps_per_epoch, 0, []
+    for epoch in range(epochs):
+        started, running = time.perf_counter(), torch.zeros(3)
+        for images, targets in iterate_batches(data, config.batch_size, generator):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, config)
+            running += train_step(model, loss_fn, optimizer, images, targets)
+            ema.update(model)
+            step += 1
+        mean = running / max(1, steps_per_epoch)
+        epoch_losses.append(float(mean.sum()))
+        log(f"phase {phase} epoch {epoch + 1}/{epochs}: loss {mean.sum():.4f} (box {mean[0]:.4f} "
+            f"obj {mean[1]:.4f} cls {mean[2]:.4f}) lr {optimizer.param_groups[0]['lr']:.5f} "
+            f"{time.perf_counter() - started:.0f}s")
+        _save_state(ema.shadow, config.workdir / "ema_last.safetensors")  # lets a cut-short run be used
+    return epoch_losses
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation and the run
+# --------------------------------------------------------------------------------------------------
+def evaluate_map50(model: nn.Module, val_root: Path, imgsz: int) -> dict[str, float]:
+    """Mapped (8-class) and fine mAP50 of ``model`` on a YOLO val set through the validation pass."""
+    from smartcash_core.checkpoint import LoadedModel
+    from smartcash_core.validate import ValidationParams, run_validation
+
+    model.eval()
+    loaded = LoadedModel(model=model, class_table=default_class_table(), imgsz=imgsz,  # type: ignore[arg-type]
+                         stride=int(model.stride.max()), sha256="", source=val_root,  # type: ignore[operator]
+                         device=torch.device("cpu"))
+    result = run_validation(loaded, val_root, ValidationParams(imgsz=imgsz, device="cpu", workers=0))
+    metrics = result.metrics
+    return {"map50": float(metrics["map50"]), "map50_95": float(metrics["map50_95"]),
+            "fine_map50": float(metrics["fine"]["map50"])}
+
+
+def prepare_datasets(config: TrainConfig, log: Log) -> tuple[Path, Path]:
+    """Generate (once) the training scenes and a val set with another seed under the work directory."""
+    from smartcash_core.data.synthetic import generate_dataset
+
+    train_root = config.workdir / f"data-s{config.seed}-n{config.images}"
+    val_root = config.workdir / f"val-s{config.seed + VAL_SEED_OFFSET}-n{config.val_images}"
+    for root, count, seed, split in ((train_root, config.images, config.seed, "train"),
+                                     (val_root, config.val_images, config.seed + VAL_SEED_OFFSET, "val")):
+        if not (root / "data.yaml").exists():
+            started = time.perf_counter()
+            generate_dataset(root, count, seed, split=split)
+            log(f"generated {count} {split} scenes (seed {seed}) in {time.perf_counter() - started:.0f}s")
+    return train_root, val_root
+
+
+def _save_state(state: dict[str, Tensor], path: Path) -> None:
+    """Plain safetensors state dict in the work directory: survives a failure in the steps after training."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({key: value.detach().contiguous() for key, value in state.items()}, str(path))
+
+
+def save_demo_checkpoint(model: nn.Module, path: Path, config: TrainConfig, metrics: dict[str, Any]) -> None:
+    """Write the native checkpoint (fp16) whose metadata records phase 2 and both phases' epochs."""
+    from smartcash_core.checkpoint.native import save_checkpoint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, model, class_table=default_class_table(), imgsz=config.imgsz,
+                    epoch=config.epochs_head + config.epochs_full, phase=2, metrics=metrics, half=True)
+
+
+def train_demo(config: TrainConfig, log: Log = print) -> dict[str, Any]:
+    """The whole run: data, phase 1, phase 2, evaluation of the EMA weights, checkpoint."""
+    from smartcash_core.model import build_model
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    train_root, val_root = prepare_datasets(config, log)
+    data = load_cached_dataset(train_root / "images" / "train", train_root / "labels" / "train", config.imgsz)
+    log(f"cached {len(data)} letterboxed images ({data.images.numel() / 1e6:.0f} MB)")
+    model = build_model(config.model_name, default_class_table().num_fine)
+    ema = WeightEma(model, config.ema_decay)
+    head_losses = train_phase(model, data, 1, config.epochs_head, config, ema, log)
+    full_losses = train_phase(model, data, 2, config.epochs_full, config, ema, log)
+    ema.copy_to(model)
+    _save_state(model.state_dict(), config.workdir / "ema_final.safetensors")
+    metrics: dict[str, Any] = {"epochs_head": config.epochs_head, "epochs_full": config.epochs_full,
+                               "train_images": len(data), "imgsz": config.imgsz, "seed": config.seed,
+                               "final_train_loss": full_losses[-1] if full_losses else head_losses[-1]}
+    try:
+        metrics["val"] = evaluate_map50(model, val_root, config.imgsz)
+    except (ImportError, NotImplementedError) as exc:  # the validation pass is optional for training
+        log(f"validation skipped: {exc}")
+    metrics["train_wall_s"] = round(time.perf_counter() - started, 1)
+    log(f"val (seed {config.seed + VAL_SEED_OFFSET}, {config.val_images} images): {metrics.get('val')}")
+    save_demo_checkpoint(model, config.out, config, metrics)
+    log(f"wrote {config.out} after {metrics['train_wall_s']:.0f}s")
+    return metrics
+
+
+def cli_train_demo(args: argparse.Namespace) -> int:
+    """``smartcash train-demo``: train and write the demo checkpoint."""
+    config = TrainConfig(out=Path(args.out), workdir=Path(args.workdir), images=args.images, imgsz=args.imgsz,
+                         epochs_head=args.epochs_head, epochs_full=args.epochs_full, seed=args.seed)
+    train_demo(config, log=lambda line: print(line, flush=True))
+    return 0
