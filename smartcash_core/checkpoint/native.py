@@ -63,15 +63,18 @@ def save_checkpoint(
     phase: int | None = None,
     metrics: Mapping[str, Any] | None = None,
     half: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (a :class:`DetectionModel`, not fused) as a native checkpoint; returns the path.
 
     ``half`` stores floating weights as fp16 (anchors stay fp32); loading always gives an fp32 model.
+    ``extra`` adds free-form JSON fields to the metadata (e.g. where a converted model came from).
     """
     path = Path(path)
     _check_save_args(path, model, class_table, imgsz, phase)
     tensors = _tensors_to_save(model, half)
     metadata = {
+        **dict(extra or {}),
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "yaml": model.yaml,

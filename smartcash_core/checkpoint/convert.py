@@ -1,0 +1,57 @@
+"""``smartcash convert``: turn any loadable checkpoint (typically a classic YOLOv5 ``.pt``) into the
+native format, so later loads skip unpickling entirely."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from smartcash_core.checkpoint import LoadedModel, load_model
+from smartcash_core.checkpoint.native import save_checkpoint
+from smartcash_core.errors import CheckpointError
+
+
+def convert_checkpoint(weights: str | Path, out: str | Path) -> tuple[LoadedModel, Path]:
+    """Load ``weights`` on CPU (safely) and write it natively to ``out``; returns the source and the path.
+
+    fp16 sources stay fp16 (lossless: fp16 -> fp32 -> fp16 is exact), fp32 sources stay fp32.
+    """
+    weights, out = Path(weights), Path(out)
+    if out.resolve() == weights.resolve():
+        raise CheckpointError(f"{out}: refusing to overwrite the source checkpoint")
+    loaded = load_model(weights, torch.device("cpu"))
+    half = _is_fp16(loaded)
+    epoch = loaded.metadata.get("epoch")
+    written = save_checkpoint(
+        out,
+        loaded.model,
+        class_table=loaded.class_table,
+        imgsz=loaded.imgsz,
+        epoch=epoch if isinstance(epoch, int) else 0,
+        phase=loaded.metadata.get("phase"),
+        metrics=loaded.metadata.get("metrics") or {},
+        half=half,
+        extra={"converted_from": weights.name, "source_sha256": loaded.sha256,
+               "source_format": loaded.metadata.get("format", "unknown")},
+    )
+    return loaded, written
+
+
+def cli_convert(args: argparse.Namespace) -> int:
+    """Entry point of ``smartcash convert --weights IN --out OUT``; prints one summary line."""
+    loaded, written = convert_checkpoint(args.weights, args.out)
+    dtype = "fp16" if _is_fp16(loaded) else "fp32"
+    source_format = loaded.metadata.get("format", "?")
+    print(
+        f"converted {args.weights} ({source_format}, {loaded.class_table.num_fine} classes, "
+        f"{loaded.num_params / 1e6:.2f}M params, imgsz {loaded.imgsz}) -> {written} "
+        f"({written.stat().st_size / 1e6:.1f} MB, {dtype}, native)"
+    )
+    return 0
+
+
+def _is_fp16(loaded: LoadedModel) -> bool:
+    """Whether the source stored fp16 weights (imported ``.pt``: ``weights_dtype``; native: ``dtype``)."""
+    return loaded.metadata.get("weights_dtype", loaded.metadata.get("dtype")) == "float16"
