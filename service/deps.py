@@ -1,0 +1,88 @@
+"""Typed dependencies shared by the routers (``Annotated[..., Depends()]``)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import APIKeyHeader
+
+from service.errors import Unauthorized
+from service.jobs import JobManager
+from service.metrics import ServiceMetrics
+from service.registry import ModelRegistry
+from service.schemas import JOB_ID_PATTERN
+from service.settings import Settings
+from service.store import JobRecord
+from service.uploads import UploadLimits
+from smartcash_core.cache import clear_data_caches, get_cache_info
+
+
+@dataclass
+class ServiceState:
+    """Everything one app instance owns; hung on ``app.state.smartcash``."""
+
+    settings: Settings
+    registry: ModelRegistry
+    jobs: JobManager
+    metrics: ServiceMetrics
+    cache_info: Callable[[], dict[str, dict[str, int]]] = get_cache_info
+    clear_caches: Callable[[], None] = clear_data_caches
+
+    @property
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(
+            max_bytes=self.settings.max_upload_bytes,
+            max_files=self.settings.max_upload_files,
+            max_archive_bytes=self.settings.max_archive_bytes,
+        )
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.smartcash
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_registry(state: StateDep) -> ModelRegistry:
+    return state.registry
+
+
+def get_jobs(state: StateDep) -> JobManager:
+    return state.jobs
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+JobsDep = Annotated[JobManager, Depends(get_jobs)]
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="set when SMARTCASH_API_KEY is"
+)
+
+
+def require_api_key(state: StateDep, supplied: Annotated[str | None, Security(_api_key_header)]) -> None:
+    """401 unless the service is open or the header matches (constant-time comparison)."""
+    expected = state.settings.api_key_value()
+    if expected is None:
+        return
+    if supplied is None or not secrets.compare_digest(supplied.encode(), expected.encode()):
+        reason = "missing" if supplied is None else "wrong"
+        raise Unauthorized(
+            f"{reason} API key",
+            "send the key configured in SMARTCASH_API_KEY in the X-API-Key header",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+
+
+def existing_job(
+    jobs: JobsDep, job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN, description="job id (32 hex digits)")]
+) -> JobRecord:
+    """The job's record (without the result), or 404 before any response starts (SSE needs that)."""
+    return jobs.record(job_id, with_result=False)
+
+
+JobRecordDep = Annotated[JobRecord, Depends(existing_job)]

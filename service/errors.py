@@ -1,0 +1,178 @@
+"""HTTP errors of the service and the handlers that turn every error into one JSON body shape.
+
+Every 4xx body is ``{"error": {"code", "message", "fix"}, "request_id"}``: ``message`` names the problem,
+``fix`` says how to change the call. Library errors (``smartcash_core.errors``) map to status codes here,
+so the library never knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from smartcash_core.errors import (
+    CheckpointError,
+    ClassTableError,
+    DatasetError,
+    DeviceError,
+    ModelConfigError,
+    SmartCashError,
+    UnsafePickleError,
+)
+
+log = logging.getLogger("smartcash.service")
+
+
+class ServiceError(Exception):
+    """An error with an HTTP status, a stable machine code and a hint on how to fix the call."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, fix: str = "", headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.headers = headers or {}
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class PathRejected(ServiceError):
+    """A client path is absolute, climbs out with ``..`` or resolves (via a symlink) outside its root."""
+
+    status_code = 400
+    code = "path_rejected"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unprocessable(ServiceError):
+    status_code = 422
+    code = "unprocessable"
+
+
+class BadUpload(ServiceError):
+    """The upload body cannot be used (malformed multipart, bad archive, no images)."""
+
+    status_code = 400
+    code = "bad_upload"
+
+
+class UnsupportedMedia(ServiceError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class QueueFull(ServiceError):
+    status_code = 429
+    code = "queue_full"
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotReady(ServiceError):
+    status_code = 503
+    code = "not_ready"
+
+
+# Library error -> (status, code, fix). Most specific class first: the first isinstance match wins.
+_LIBRARY_ERRORS: list[tuple[type[SmartCashError], int, str, str]] = [
+    (UnsafePickleError, 422, "unsafe_checkpoint", "convert the checkpoint with `smartcash convert`"),
+    (
+        CheckpointError,
+        422,
+        "bad_checkpoint",
+        "point `checkpoint` at a native .safetensors or YOLOv5 .pt file",
+    ),
+    (DeviceError, 422, "bad_device", "use auto, cpu, or a device listed in the message"),
+    (ClassTableError, 422, "bad_class_table", "fix the class table the checkpoint carries"),
+    (ModelConfigError, 422, "bad_model_config", "use a YOLOv5 n/s/m/l/x model"),
+    (DatasetError, 422, "bad_dataset", "point `dataset` at a YOLO directory with images/ and labels/"),
+]
+
+
+def error_body(request: Request, code: str, message: str, fix: str = "", **extra: Any) -> dict[str, Any]:
+    """The JSON body of every error response."""
+    error: dict[str, Any] = {"code": code, "message": message, "fix": fix, **extra}
+    return {"error": error, "request_id": getattr(request.state, "request_id", None)}
+
+
+def library_error_status(exc: SmartCashError) -> tuple[int, str, str]:
+    """``(status, code, fix)`` for a library error; unknown library errors are 422."""
+    for error_type, status, code, fix in _LIBRARY_ERRORS:
+        if isinstance(exc, error_type):
+            return status, code, fix
+    return 422, "library_error", ""
+
+
+async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    body = error_body(request, exc.code, exc.message, exc.fix)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _library_error(request: Request, exc: SmartCashError) -> JSONResponse:
+    status, code, fix = library_error_status(exc)
+    return JSONResponse(error_body(request, code, str(exc), fix), status_code=status)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = [
+        {"loc": list(item.get("loc", ())), "msg": str(item.get("msg", "")), "type": str(item.get("type", ""))}
+        for item in exc.errors()
+    ]
+    where = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details[:5])
+    body = error_body(
+        request,
+        "invalid_request",
+        f"the request does not match the schema ({where})",
+        "see /docs for the expected fields and types",
+        details=details,
+    )
+    return JSONResponse(body, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = error_body(request, code, str(exc.detail), "see /docs for the endpoints and their methods")
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    body = error_body(
+        request,
+        "internal_error",
+        f"internal error ({type(exc).__name__})",
+        "retry; if it persists, report the request_id",
+    )
+    return JSONResponse(body, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers so every error leaves the service as the same JSON shape."""
+    # Starlette types handlers as taking ``Exception``; each one is registered for its own class only.
+    app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(SmartCashError, _library_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _internal_error)

@@ -1,0 +1,52 @@
+"""Client-supplied paths, kept inside their root directory.
+
+A client names a dataset or a checkpoint relative to a root the operator chose. Absolute paths, ``..``
+components and anything that resolves (through symlinks) outside the root are refused, so the service
+never reads a file the operator did not put under a root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from service.errors import NotFound, PathRejected
+
+
+def check_relative(relative: str, what: str) -> PurePosixPath:
+    """Refuse empty, absolute (POSIX or Windows style) and ``..``-climbing paths before touching disk."""
+    if not relative or not relative.strip() or "\x00" in relative:
+        raise PathRejected(
+            f"{what} path is empty or contains a NUL byte", f"give the {what} path relative to its root"
+        )
+    posix, windows = PurePosixPath(relative), PureWindowsPath(relative)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or relative.startswith(("/", "\\")):
+        raise PathRejected(
+            f"{what} path {relative!r} is absolute", f"give the {what} path relative to the {what} root"
+        )
+    parts = relative.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise PathRejected(
+            f"{what} path {relative!r} contains '..'", f"name a {what} inside the {what} root, without '..'"
+        )
+    return posix
+
+
+def resolve_under(root: Path, relative: str, what: str, must_exist: bool = True) -> Path:
+    """``root / relative`` fully resolved, guaranteed to stay inside ``root``.
+
+    Raises ``PathRejected`` (400) for unsafe paths and ``NotFound`` (404) when nothing is there.
+    """
+    safe = check_relative(relative, what)
+    resolved_root = root.resolve()
+    candidate = (resolved_root / safe).resolve()
+    if not candidate.is_relative_to(resolved_root):
+        raise PathRejected(
+            f"{what} path {relative!r} resolves outside the {what} root (a symlink points elsewhere)",
+            f"copy the {what} under the {what} root instead of linking to it",
+        )
+    if must_exist and not candidate.exists():
+        raise NotFound(
+            f"{what} {relative!r} does not exist under the {what} root",
+            f"list the {what} root and use one of its entries (paths are relative to it)",
+        )
+    return candidate

@@ -1,0 +1,50 @@
+"""Models: load checkpoints from under the checkpoint root, list, describe, unload."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+
+from service.deps import RegistryDep, StateDep
+from service.schemas import MODEL_NAME_PATTERN, ErrorResponse, ModelInfo, ModelList, ModelLoadRequest
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="model name")]
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)}
+
+
+@router.get("", response_model=ModelList, summary="Loaded models", responses={401: {"model": ErrorResponse}})
+def list_models(registry: RegistryDep) -> ModelList:
+    return ModelList(models=[ModelInfo.from_entry(entry) for entry in registry.entries()])
+
+
+@router.post(
+    "",
+    response_model=ModelInfo,
+    status_code=status.HTTP_201_CREATED,
+    responses=_ERRORS,
+    summary="Load a checkpoint (relative to the checkpoint root) under a name",
+)
+def load_model(body: ModelLoadRequest, state: StateDep, response: Response) -> ModelInfo:
+    # A plain ``def``: FastAPI runs it in its thread pool, so hashing and torch loading stay off the loop.
+    entry = state.registry.load(body.name, body.checkpoint, body.device)
+    state.jobs.ensure_worker(entry.device)
+    response.headers["Location"] = f"/v1/models/{entry.name}"
+    return ModelInfo.from_entry(entry)
+
+
+@router.get("/{name}", response_model=ModelInfo, responses=_ERRORS, summary="One loaded model")
+def get_model(name: ModelName, registry: RegistryDep) -> ModelInfo:
+    return ModelInfo.from_entry(registry.get(name))
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_ERRORS,
+    summary="Unload a model (its memory is freed once no job uses it)",
+)
+def delete_model(name: ModelName, registry: RegistryDep) -> Response:
+    registry.remove(name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

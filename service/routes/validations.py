@@ -1,0 +1,261 @@
+"""Validation jobs: submit (dataset path or upload), list, read, follow (SSE), cancel, per-image results."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import ValidationError
+
+from service.deps import JobRecordDep, JobsDep, StateDep
+from service.errors import Conflict, Unprocessable
+from service.jobs import Job, JobManager
+from service.paths import resolve_under
+from service.schemas import (
+    MODEL_NAME_PATTERN,
+    ErrorResponse,
+    JobStatusName,
+    PerImagePage,
+    ProgressEvent,
+    ValidationJob,
+    ValidationPage,
+    ValidationParamsIn,
+    ValidationRequest,
+)
+from service.uploads import parse_multipart, samples_from_files
+
+router = APIRouter(prefix="/v1/validations", tags=["validations"])
+_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 429)
+}
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 404, 409, 422)
+}
+_SSE_POLL_S = 0.1
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["model", "files"],
+                    "properties": {
+                        "model": {
+                            "type": "string",
+                            "description": "name of a loaded model",
+                            "example": "demo",
+                        },
+                        "params": {
+                            "type": "string",
+                            "description": 'JSON object of ValidationParamsIn, e.g. {"imgsz": 320}',
+                            "example": '{"imgsz": 320}',
+                        },
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "images plus same-stem .txt YOLO labels, or one .zip/.tar/.tar.gz",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _accepted(job_id: str, jobs: JobManager, response_status: int = 202) -> JSONResponse:
+    body = ValidationJob.from_record(jobs.record(job_id, with_result=response_status == 200))
+    location = f"/v1/validations/{job_id}"
+    return JSONResponse(
+        body.model_dump(mode="json"), status_code=response_status, headers={"Location": location}
+    )
+
+
+async def _wait(job: Job, timeout_s: float) -> bool:
+    """Wait for the job off the event loop; ``True`` when it finished in time."""
+    return await anyio.to_thread.run_sync(job.finished.wait, timeout_s, abandon_on_cancel=True)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ValidationJob,
+    responses=_SUBMIT_ERRORS,
+    summary="Validate a model on a dataset under the data root",
+)
+async def submit_dataset(body: ValidationRequest, state: StateDep) -> JSONResponse:
+    entry = state.registry.get(body.model)
+    dataset = await run_in_threadpool(_resolve_dataset, state.settings.data_root, body.dataset)
+    params = body.params.to_params(device=entry.device, split=body.split)
+    job = state.jobs.submit(entry, str(dataset), "dataset", body.dataset, params)
+    return _accepted(job.id, state.jobs)
+
+
+def _resolve_dataset(data_root: Path, relative: str) -> Path:
+    """The dataset path, kept inside the data root, and at least shaped like a YOLO dataset."""
+    path = resolve_under(data_root, relative, "dataset")
+    if path.is_file() and path.suffix.lower() not in (".yaml", ".yml"):
+        raise Unprocessable(
+            f"dataset {relative!r} is a file but not a data.yaml", "name a YOLO directory or its data.yaml"
+        )
+    if path.is_dir() and not (path / "images").is_dir() and not any(path.glob("*.y*ml")):
+        raise Unprocessable(
+            f"dataset {relative!r} has no images/ directory and no data.yaml",
+            "name a YOLO dataset directory (images/<split>, labels/<split>) or its data.yaml",
+        )
+    return path
+
+
+@router.post(
+    "/upload",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ValidationJob,
+    responses={**_SUBMIT_ERRORS, 200: {"model": ValidationJob, "description": "finished result (wait=true)"}},
+    openapi_extra=_UPLOAD_BODY,
+    summary="Validate a model on uploaded images + labels (or one archive)",
+)
+async def submit_upload(
+    request: Request,
+    state: StateDep,
+    wait: Annotated[bool, Query(description="answer with the finished result (small uploads only)")] = False,
+) -> JSONResponse:
+    parsed = await parse_multipart(request, state.upload_limits)
+    model_name = parsed.fields.get("model", "")
+    entry = state.registry.get(_check_model_field(model_name))
+    params = _params_from_field(parsed.fields.get("params"))
+    samples = await run_in_threadpool(samples_from_files, parsed.files, state.upload_limits)
+    wait_max = state.settings.wait_max_images
+    if wait and len(samples) > wait_max:
+        raise Unprocessable(
+            f"wait=true is for uploads of at most {wait_max} images, got {len(samples)}",
+            "drop wait=true and follow the job's events, or send a smaller batch",
+        )
+    label = f"upload ({len(samples)} images)"
+    job = state.jobs.submit(
+        entry, samples, "upload", label, params.to_params(entry.device), total=len(samples)
+    )
+    if wait and await _wait(job, state.settings.wait_timeout_s):
+        return _accepted(job.id, state.jobs, response_status=200)
+    return _accepted(job.id, state.jobs)
+
+
+def _check_model_field(value: str) -> str:
+    if not re.fullmatch(MODEL_NAME_PATTERN, value or ""):
+        raise Unprocessable(
+            f"form field 'model' is missing or invalid ({value!r})", "add -F model=<loaded name>"
+        )
+    return value
+
+
+def _params_from_field(raw: str | None) -> ValidationParamsIn:
+    if raw is None or not raw.strip():
+        return ValidationParamsIn()
+    try:
+        return ValidationParamsIn.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise Unprocessable(
+            f"form field 'params' is not valid ({problems})", 'send a JSON object such as {"imgsz": 320}'
+        ) from exc
+
+
+@router.get("", response_model=ValidationPage, responses=_READ_ERRORS, summary="Jobs, newest first (paged)")
+def list_validations(
+    jobs: JobsDep,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    status_filter: Annotated[JobStatusName | None, Query(alias="status")] = None,
+) -> ValidationPage:
+    records, total = jobs.store.list(offset, limit, status_filter)
+    items = [ValidationJob.from_record(jobs.record(r.id, with_result=False)) for r in records]
+    return ValidationPage(items=items, total=total, offset=offset, limit=limit)
+
+
+@router.get(
+    "/{job_id}", response_model=ValidationJob, responses=_READ_ERRORS, summary="Status, progress, result"
+)
+def get_validation(
+    record: JobRecordDep,
+    jobs: JobsDep,
+    include_per_image: Annotated[bool, Query(description="also embed result.per_image")] = False,
+) -> ValidationJob:
+    job = ValidationJob.from_record(jobs.record(record.id))
+    if include_per_image and job.result is not None:
+        job.result["per_image"] = jobs.store.per_image(record.id) or []
+    return job
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=ValidationJob,
+    responses=_READ_ERRORS,
+    summary="Cancel: queued jobs stop at once, running ones between batches",
+)
+def cancel_validation(record: JobRecordDep, jobs: JobsDep) -> ValidationJob:
+    return ValidationJob.from_record(jobs.cancel(record.id), include_result=False)
+
+
+@router.get(
+    "/{job_id}/images",
+    response_model=PerImagePage,
+    responses=_READ_ERRORS,
+    summary="Per-image results of a finished job (paged)",
+)
+def per_image_results(
+    record: JobRecordDep,
+    jobs: JobsDep,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> PerImagePage:
+    items = jobs.store.per_image(record.id)
+    if items is None:
+        raise Conflict(
+            f"job {record.id} has no result ({record.status})", "wait until its status is succeeded"
+        )
+    return PerImagePage(items=items[offset : offset + limit], total=len(items), offset=offset, limit=limit)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses=_READ_ERRORS,
+    summary="Server-Sent Events: `progress` while it runs, then one `status` with the final state",
+)
+async def validation_events(record: JobRecordDep, jobs: JobsDep) -> AsyncIterable[ServerSentEvent]:
+    job = jobs.live(record.id)
+    last_version = -1
+    while job is not None and not job.finished.is_set():
+        state = job.snapshot()
+        if state["version"] != last_version:
+            last_version = state["version"]
+            yield _event("progress", record.id, state)
+        await asyncio.sleep(_SSE_POLL_S)
+    final = jobs.record(record.id, with_result=False)
+    yield _event(
+        "status",
+        record.id,
+        {"status": final.status, "done": final.done, "total": final.total, "stage": final.stage},
+        error=final.error,
+    )
+
+
+def _event(
+    kind: str, job_id: str, state: dict[str, Any], error: dict[str, Any] | None = None
+) -> ServerSentEvent:
+    data = ProgressEvent(
+        id=job_id, status=state["status"], done=state["done"], total=state["total"], stage=state["stage"]
+    ).model_dump()
+    if error is not None:
+        data["error"] = error
+    return ServerSentEvent(event=kind, data=data)

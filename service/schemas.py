@@ -1,0 +1,272 @@
+"""Wire schemas: what clients send and receive. Internal objects (``ModelEntry``, ``JobRecord``,
+``ValidationParams``) are converted here, so the API can stay stable while the library changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.registry import ModelEntry
+from service.store import JobRecord
+from smartcash_core.validate import ValidationParams
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled", "interrupted"]
+
+_EXAMPLE_RESULT: dict[str, Any] = {
+    "metrics": {
+        "map50": 0.912,
+        "map50_95": 0.655,
+        "precision": 0.88,
+        "recall": 0.86,
+        "per_class": [
+            {
+                "id": 0,
+                "name": "1000",
+                "ap50": 0.95,
+                "ap50_95": 0.7,
+                "precision": 0.9,
+                "recall": 0.88,
+                "instances": 12,
+            }
+        ],
+        "fine": [],
+        "classification": {},
+    },
+    "dataset": {"images": 16, "instances": 40, "skipped": []},
+    "speed_ms_per_image": {"decode": 1.2, "preprocess": 0.4, "inference": 9.8, "nms": 0.6, "metrics": 0.1},
+    "wall_s": 0.42,
+    "cache": {
+        "image": {"hits": 0, "misses": 16, "evictions": 0, "entries": 16, "bytes": 1234, "max_bytes": 9}
+    },
+    "params": {"imgsz": 320, "batch_size": 16},
+    "model": {"sha256": "ab12..."},
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["path_rejected"])
+    message: str = Field(examples=["dataset path '../etc' contains '..'"])
+    fix: str = Field("", examples=["name a dataset inside the dataset root, without '..'"])
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx/5xx answer."""
+
+    model_config = ConfigDict(extra="allow")
+    error: ErrorDetail
+    request_id: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "not_ready"] = Field(examples=["ok"])
+    models: int = Field(0, description="models loaded")
+    workers_alive: bool = Field(False, description="every device worker thread is running")
+
+
+# -- models ------------------------------------------------------------------------------------------
+class ModelLoadRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "demo", "checkpoint": "demo_yolov5n.safetensors", "device": "auto"}]
+        },
+    )
+    name: str = Field(pattern=MODEL_NAME_PATTERN, description="the name jobs refer to")
+    checkpoint: str = Field(min_length=1, max_length=1024, description="path relative to the checkpoint root")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto picks CUDA, then MPS, then CPU")
+
+
+class ClassTableOut(BaseModel):
+    fine_names: list[str]
+    mapped_names: list[str]
+    fine_to_mapped: list[int]
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(examples=["demo"])
+    checkpoint: str = Field(examples=["demo_yolov5n.safetensors"])
+    device: str = Field(examples=["cpu"])
+    sha256: str = Field(description="digest of the weights as the checkpoint reports it")
+    file_sha256: str = Field(description="digest of the checkpoint file (the reuse key)")
+    imgsz: int = Field(examples=[320])
+    stride: int = Field(examples=[32])
+    num_classes: int = Field(examples=[17])
+    params: int = Field(description="number of parameters", examples=[1_790_000])
+    class_table: ClassTableOut
+    loaded_at: datetime
+    load_seconds: float
+    reused: bool = Field(description="true when an already loaded copy of the same bytes was shared")
+    ready: bool = True
+
+    @classmethod
+    def from_entry(cls, entry: ModelEntry) -> ModelInfo:
+        loaded = entry.loaded
+        return cls(
+            name=entry.name,
+            checkpoint=entry.checkpoint,
+            device=entry.device,
+            sha256=loaded.sha256,
+            file_sha256=entry.file_sha256,
+            imgsz=loaded.imgsz,
+            stride=loaded.stride,
+            num_classes=loaded.num_classes,
+            params=loaded.num_params,
+            class_table=ClassTableOut(**loaded.class_table.to_dict()),
+            loaded_at=_timestamp(entry.loaded_at),
+            load_seconds=entry.load_seconds,
+            reused=entry.reused,
+        )
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+# -- validations -------------------------------------------------------------------------------------
+class ValidationParamsIn(BaseModel):
+    """Knobs of one validation pass (the device comes from the model)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"imgsz": 320, "batch_size": 16}]}
+    )
+    imgsz: int = Field(640, ge=32, le=4096, description="letterbox size (rounded up to the stride)")
+    batch_size: int = Field(16, ge=1, le=512)
+    conf_thres: float = Field(0.001, ge=0.0, le=1.0)
+    iou_thres: float = Field(0.6, ge=0.0, le=1.0)
+    max_det: int = Field(300, ge=1, le=30000)
+    multi_label: bool = True
+    rect: bool = True
+    protocol: Literal["yolo", "coco"] = "yolo"
+    half: bool = Field(False, description="fp16 inference (CUDA only)")
+    workers: int = Field(2, ge=0, le=32, description="background decode workers")
+
+    def to_params(self, device: str, split: str = "val") -> ValidationParams:
+        return ValidationParams(device=device, split=split, **self.model_dump())
+
+
+class ValidationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"model": "demo", "dataset": "demo", "split": "val", "params": {"imgsz": 320}}]
+        },
+    )
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="name of a loaded model")
+    dataset: str = Field(min_length=1, max_length=1024, description="YOLO dataset dir or data.yaml, relative")
+    split: str = Field("val", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    params: ValidationParamsIn = Field(default_factory=ValidationParamsIn)
+
+
+class Progress(BaseModel):
+    done: int = Field(examples=[8])
+    total: int = Field(examples=[16])
+    stage: str = Field(examples=["batch"])
+    fraction: float = Field(examples=[0.5])
+
+
+class JobLinks(BaseModel):
+    self: str
+    events: str
+    cancel: str
+    images: str
+
+
+class ValidationJob(BaseModel):
+    """A validation job; ``result`` follows the contract of ``smartcash validate --json`` (``per_image``
+    is served at ``links.images``, paged)."""
+
+    id: str = Field(examples=["3f2c0a3b6d0e4bb8a1b0c6f0d9e8a7b6"])
+    status: JobStatusName
+    model: str
+    source_kind: Literal["dataset", "upload"]
+    source: str
+    params: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Progress
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = Field(None, examples=[_EXAMPLE_RESULT])
+    links: JobLinks
+
+    @classmethod
+    def from_record(cls, record: JobRecord, include_result: bool = True) -> ValidationJob:
+        base = f"/v1/validations/{record.id}"
+        fraction = (
+            record.done / record.total if record.total else (1.0 if record.status == "succeeded" else 0.0)
+        )
+        return cls(
+            id=record.id,
+            status=record.status,
+            model=record.model,  # type: ignore[arg-type]
+            source_kind=record.source_kind,
+            source=record.source,
+            params=record.params,  # type: ignore[arg-type]
+            created_at=_timestamp(record.created_at),
+            started_at=_optional_timestamp(record.started_at),
+            finished_at=_optional_timestamp(record.finished_at),
+            progress=Progress(
+                done=record.done,
+                total=record.total,
+                stage=record.stage,
+                fraction=round(min(fraction, 1.0), 4),
+            ),
+            error=record.error,
+            result=record.result if include_result else None,
+            links=JobLinks(
+                self=base, events=f"{base}/events", cancel=f"{base}/cancel", images=f"{base}/images"
+            ),
+        )
+
+
+class ValidationPage(BaseModel):
+    items: list[ValidationJob]
+    total: int
+    offset: int
+    limit: int
+
+
+class PerImagePage(BaseModel):
+    items: list[dict[str, Any]] = Field(description="one entry per image, as run_validation reports it")
+    total: int
+    offset: int
+    limit: int
+
+
+class ProgressEvent(BaseModel):
+    """``data`` of each SSE event (events: ``progress``, then one ``status`` with the final state)."""
+
+    id: str
+    status: JobStatusName
+    done: int
+    total: int
+    stage: str
+
+
+# -- cache -------------------------------------------------------------------------------------------
+class CacheStats(BaseModel):
+    hits: int
+    misses: int
+    evictions: int
+    entries: int
+    bytes: int
+    max_bytes: int
+
+
+class CacheCleared(BaseModel):
+    cleared: list[str] = Field(examples=[["image", "label"]])
+    caches: dict[str, CacheStats]
+
+
+def _timestamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def _optional_timestamp(seconds: float | None) -> datetime | None:
+    return None if seconds is None else _timestamp(seconds)

@@ -1,0 +1,61 @@
+"""Service settings, read from ``SMARTCASH_*`` environment variables (and nothing else).
+
+Only the service reads the environment; the library receives plain arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told at start-up. ``Settings()`` reads ``SMARTCASH_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTCASH_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="bind address of `smartcash serve`")
+    port: int = Field(8000, ge=0, le=65535)
+    data_root: Path = Field(Path("data"), description="datasets are only read from under this directory")
+    checkpoint_root: Path = Field(Path("checkpoints"), description="checkpoints only load from under here")
+    state_dir: Path = Field(Path("state"), description="SQLite job store and service files")
+    api_key: SecretStr | None = Field(None, description="when set, every /v1 call needs header X-API-Key")
+    preload: str = Field(
+        "", description="comma-separated checkpoints to load at start-up: `path` or `name=path` (relative)"
+    )
+    device: str = Field("auto", description="default device of models: auto, cpu, cuda, cuda:N, mps")
+    max_upload_bytes: int = Field(256 * MiB, ge=1, description="largest accepted upload request body")
+    max_upload_files: int = Field(2000, ge=1, description="most files (or archive members) per upload")
+    max_archive_bytes: int = Field(1024 * MiB, ge=1, description="total uncompressed size of an archive")
+    max_queue: int = Field(8, ge=1, description="jobs waiting per device before 429")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429")
+    wait_max_images: int = Field(64, ge=1, description="largest upload that may ask ?wait=true")
+    wait_timeout_s: float = Field(300.0, gt=0, description="longest a ?wait=true request waits")
+    image_cache_bytes: int | None = Field(None, ge=0, description="byte bound of the decoded-image cache")
+    label_cache_bytes: int | None = Field(None, ge=0, description="byte bound of the label cache")
+    log_level: str = Field("info", description="debug, info, warning, error")
+    log_json: bool = Field(True, description="one JSON object per log line")
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "jobs.sqlite3"
+
+    def api_key_value(self) -> str | None:
+        """The configured API key, or ``None`` when the service is open."""
+        if self.api_key is None or not self.api_key.get_secret_value():
+            return None
+        return self.api_key.get_secret_value()
+
+    def preload_entries(self) -> list[tuple[str, str]]:
+        """``SMARTCASH_PRELOAD`` parsed into ``(name, relative checkpoint path)`` pairs."""
+        entries: list[tuple[str, str]] = []
+        for item in (part.strip() for part in self.preload.split(",")):
+            if not item:
+                continue
+            name, _, path = item.rpartition("=")
+            entries.append((name or Path(path).stem, path))
+        return entries

@@ -1,0 +1,243 @@
+"""Uploaded batches: a multipart body of image + label files, or one ``.zip``/``.tar``/``.tar.gz``.
+
+Limits are enforced before and while the body streams in, never after it has all been buffered:
+``Content-Length`` is checked first, bytes are counted chunk by chunk, and the multipart parser stops at
+the file-count cap. Archive members are checked before anything is read from them: no absolute or
+``..`` names, no links or devices, and a cap on the total uncompressed size (zip and gzip bombs).
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+import tarfile
+import zipfile
+from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from service.errors import BadUpload, PayloadTooLarge, UnsupportedMedia
+from smartcash_core.validate import UploadedSample
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+LABEL_SUFFIX = ".txt"
+_MAX_FIELDS = 16
+_MAX_FIELD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_files: int
+    max_archive_bytes: int
+
+
+@dataclass
+class ParsedUpload:
+    """Form fields and files of a multipart body, limits already enforced."""
+
+    fields: dict[str, str]
+    files: list[tuple[str, bytes]]
+
+
+async def parse_multipart(request: Request, limits: UploadLimits) -> ParsedUpload:
+    """Stream and parse the multipart body, refusing it (413) as soon as a limit is crossed."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise UnsupportedMedia(
+            f"upload needs Content-Type multipart/form-data, got {content_type or 'none'!r}",
+            "send the files as multipart form fields (curl -F files=@image.jpg ...)",
+        )
+    _check_declared_length(request, limits.max_bytes)
+    parser = MultiPartParser(
+        request.headers,
+        _counted(request.stream(), limits.max_bytes),
+        max_files=limits.max_files,
+        max_fields=_MAX_FIELDS,
+        max_part_size=_MAX_FIELD_BYTES,
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        if exc.message.startswith("Too many files"):
+            raise PayloadTooLarge(
+                f"upload has more than {limits.max_files} files",
+                "split the batch or raise SMARTCASH_MAX_UPLOAD_FILES",
+            ) from exc
+        raise BadUpload(
+            f"malformed multipart body: {exc.message}", "let your HTTP client build the body"
+        ) from exc
+    fields: dict[str, str] = {}
+    files: list[tuple[str, bytes]] = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            files.append((value.filename or key, await value.read()))
+            await value.close()
+        else:
+            fields[key] = value
+    return ParsedUpload(fields, files)
+
+
+def _check_declared_length(request: Request, max_bytes: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return  # chunked: counted while streaming
+    if not declared.isdigit():
+        raise BadUpload(f"Content-Length {declared!r} is not a number", "let your HTTP client set it")
+    if int(declared) > max_bytes:
+        raise PayloadTooLarge(
+            f"upload of {int(declared)} bytes exceeds the {max_bytes}-byte limit",
+            "send fewer or smaller images per request, or raise SMARTCASH_MAX_UPLOAD_BYTES",
+        )
+
+
+async def _counted(stream: AsyncGenerator[bytes, None], max_bytes: int) -> AsyncGenerator[bytes, None]:
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > max_bytes:
+            raise PayloadTooLarge(
+                f"upload exceeds the {max_bytes}-byte limit (stopped reading at {received} bytes)",
+                "send fewer or smaller images per request, or raise SMARTCASH_MAX_UPLOAD_BYTES",
+            )
+        yield chunk
+
+
+# -- turning files into samples (blocking: run in a worker thread) -----------------------------------------
+def is_archive(name: str) -> bool:
+    lowered = name.lower()
+    return lowered.endswith((".zip", ".tar", ".tar.gz", ".tgz"))
+
+
+def samples_from_files(files: list[tuple[str, bytes]], limits: UploadLimits) -> list[UploadedSample]:
+    """Pair images with same-stem ``.txt`` labels; one archive file is unpacked (checked) first."""
+    if len(files) == 1 and is_archive(files[0][0]):
+        files = unpack_archive(files[0][0], files[0][1], limits)
+    images: dict[str, tuple[str, bytes]] = {}
+    labels: dict[str, bytes] = {}
+    for name, data in files:
+        path = PurePosixPath(name.replace("\\", "/"))
+        suffix, stem = path.suffix.lower(), path.stem
+        if suffix in IMAGE_SUFFIXES:
+            if stem in images:
+                raise BadUpload(f"two images are named {stem!r}", "give every image a distinct file stem")
+            images[stem] = (path.name, data)
+        elif suffix == LABEL_SUFFIX:
+            labels[stem] = data
+    if not images:
+        raise BadUpload(
+            "the upload holds no image files",
+            f"send images ({', '.join(sorted(IMAGE_SUFFIXES))}) with labels",
+        )
+    return [_sample(name, data, labels.get(stem)) for stem, (name, data) in sorted(images.items())]
+
+
+def _sample(name: str, image: bytes, label: bytes | None) -> UploadedSample:
+    text = None if label is None else label.decode("utf-8", errors="replace")
+    return UploadedSample(name=name, image=image, labels=text)
+
+
+def unpack_archive(name: str, data: bytes, limits: UploadLimits) -> list[tuple[str, bytes]]:
+    """Members of a zip or tar archive as ``(name, bytes)``, every member checked first."""
+    if name.lower().endswith(".zip"):
+        return list(_zip_members(data, limits))
+    return _tar_members(data, limits)
+
+
+def _check_member_name(name: str) -> None:
+    normalized = name.replace("\\", "/")
+    if not normalized or normalized.startswith("/") or PureWindowsPath(name).drive:
+        raise BadUpload(f"archive member {name!r} has an absolute name", "archive files with relative names")
+    if ".." in PurePosixPath(normalized).parts:
+        raise BadUpload(
+            f"archive member {name!r} climbs out with '..'", "archive files without '..' in names"
+        )
+
+
+class _Budget:
+    """Counts members and uncompressed bytes against the limits, before each member is read."""
+
+    def __init__(self, limits: UploadLimits) -> None:
+        self.limits, self.files, self.bytes = limits, 0, 0
+
+    def take(self, name: str, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        if self.files > self.limits.max_files:
+            raise PayloadTooLarge(
+                f"archive has more than {self.limits.max_files} files",
+                "split the archive into several uploads",
+            )
+        if self.bytes > self.limits.max_archive_bytes:
+            raise PayloadTooLarge(
+                f"archive unpacks to more than {self.limits.max_archive_bytes} bytes (at member {name!r})",
+                "split the archive, or raise SMARTCASH_MAX_ARCHIVE_BYTES",
+            )
+
+
+def _zip_members(data: bytes, limits: UploadLimits) -> Iterator[tuple[str, bytes]]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise BadUpload(f"not a readable zip archive: {exc}", "upload a valid .zip file") from exc
+    budget = _Budget(limits)
+    with archive:
+        infos = archive.infolist()
+        for info in infos:  # check every name and size before reading any member
+            _check_member_name(info.filename)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise BadUpload(f"archive member {info.filename!r} is a symlink", "archive plain files only")
+            if not info.is_dir():
+                budget.take(info.filename, info.file_size)
+        for info in infos:
+            if not info.is_dir():
+                yield info.filename, _read_zip_member(archive, info)
+
+
+def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    try:
+        with archive.open(info) as member:
+            content = member.read(info.file_size + 1)  # never more than declared, even if the header lies
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError) as exc:
+        raise BadUpload(
+            f"archive member {info.filename!r} cannot be read: {exc}", "re-create the zip"
+        ) from exc
+    if len(content) != info.file_size:
+        raise BadUpload(
+            f"archive member {info.filename!r} is not the size its header says", "re-create the zip"
+        )
+    return content
+
+
+def _tar_members(data: bytes, limits: UploadLimits) -> list[tuple[str, bytes]]:
+    budget = _Budget(limits)
+    members: list[tuple[str, bytes]] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+            for member in archive:  # streaming: the size cap stops a bomb before it is inflated
+                _check_tar_member(member)
+                if member.isfile():
+                    budget.take(member.name, member.size)
+                    members.append((member.name, _read_tar_member(archive, member)))
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise BadUpload(f"not a readable tar archive: {exc}", "upload a valid .tar or .tar.gz file") from exc
+    return members
+
+
+def _check_tar_member(member: tarfile.TarInfo) -> None:
+    _check_member_name(member.name)
+    if member.issym() or member.islnk():
+        raise BadUpload(f"archive member {member.name!r} is a link", "archive plain files only")
+    if not (member.isfile() or member.isdir()):
+        raise BadUpload(f"archive member {member.name!r} is a device or fifo", "archive plain files only")
+
+
+def _read_tar_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = archive.extractfile(member)
+    if handle is None:
+        raise BadUpload(f"archive member {member.name!r} cannot be read", "re-create the archive")
+    return handle.read(member.size)
