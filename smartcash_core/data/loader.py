@@ -1,0 +1,307 @@
+"""Background image loading for the validation pass: decode, resize, letterbox into batches, prefetch.
+
+Preprocessing follows YOLOv5 7.0 ``val.py``: the long side is resized to ``imgsz`` (``ceil`` of the scaled
+size; area averaging when shrinking, bilinear when enlarging), then each image is padded with grey 114 into
+its batch's shape (rectangular batches: shapes chosen per batch of images sorted by aspect ratio), never
+scaled up. Boxes map back with the recorded gain and padding.
+
+Decoding runs on worker threads (PIL releases the GIL while decoding and resizing) with a bounded number
+of batches in flight, so the forward pass does not wait when decoding is faster. Large JPEGs are decoded
+with draft mode (DCT scaling) when they are at least twice the target size. Resized images are kept in
+the ``image`` cache keyed by (file, size, mtime_ns, imgsz) (uploads: by content digest), so validating the
+same set again skips decoding. A bad image never stops the pass: it is reported in its batch's
+``failures`` and left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from smartcash_core.cache import image_cache
+
+PAD_VALUE = 114  # YOLOv5's letterbox grey
+RECT_PAD = 0.5  # val.py pads rectangular batch shapes by half a stride
+DRAFT_MIN_FACTOR = 2  # use JPEG draft decoding only when the file is at least this many times the target
+_SWAPPED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
+_EXIF_ORIENTATION = 0x0112
+
+Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs, allow big real photos
+
+
+class UnreadableImage(Exception):
+    """An image cannot be opened or decoded; the loader reports it and skips it."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of the pass: where its bytes come from and its original size (after EXIF rotation, as
+    probed by the dataset index).
+
+    ``index`` is the image's global position in the dataset; it stays the same when a shard of the
+    dataset is validated, so per-image results and metric states line up across workers.
+    """
+
+    index: int
+    name: str
+    path: Path | None = None
+    data: bytes | None = field(default=None, repr=False)
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Images of one batch and the network input shape ``(height, width)`` they are padded into."""
+
+    refs: tuple[ImageRef, ...]
+    shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """How one image sits in its batch: ``gain`` input px per original px, ``pad`` (left, top) in input px."""
+
+    ref: ImageRef
+    original_hw: tuple[int, int]
+    gain: float
+    pad: tuple[float, float]
+
+
+@dataclass
+class LoadedBatch:
+    """A decoded batch: ``images`` uint8 ``[B, 3, H, W]`` (pinned on CUDA), one meta per image, failures."""
+
+    images: torch.Tensor
+    metas: list[ImageMeta]
+    failures: list[tuple[ImageRef, str]]
+    decode_s: float
+    letterbox_s: float
+
+
+def _open(ref: ImageRef) -> Image.Image:
+    try:
+        if ref.data is not None:
+            return Image.open(io.BytesIO(ref.data))
+        if ref.path is None:
+            raise UnreadableImage("no path and no bytes")
+        return Image.open(ref.path)
+    except UnreadableImage:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(f"not a readable image ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # malformed EXIF must not make the image unusable
+        return 1
+
+
+def resized_size(width: int, height: int, imgsz: int) -> tuple[int, int]:
+    """``(width, height)`` after YOLOv5's ``load_image``: long side to ``imgsz``, sizes rounded up."""
+    ratio = imgsz / max(width, height)
+    if ratio == 1:
+        return width, height
+    return math.ceil(width * ratio), math.ceil(height * ratio)
+
+
+def _decode_resized(ref: ImageRef, imgsz: int, draft: bool) -> torch.Tensor:
+    """Decode ``ref`` and resize its long side to ``imgsz``: uint8 ``[3, h, w]`` RGB, contiguous."""
+    with _open(ref) as image:
+        orientation = _orientation(image)
+        swapped = orientation in _SWAPPED_ORIENTATIONS
+        raw_w, raw_h = image.size
+        shown_w, shown_h = (raw_h, raw_w) if swapped else (raw_w, raw_h)
+        target_w, target_h = resized_size(shown_w, shown_h, imgsz)
+        if draft and image.format == "JPEG" and shown_w >= DRAFT_MIN_FACTOR * target_w:
+            # DCT-scaled decoding: never smaller than the request, far cheaper than a full decode
+            image.draft("RGB", (target_h, target_w) if swapped else (target_w, target_h))
+        try:
+            rgb = image.convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UnreadableImage(f"cannot decode image ({exc.__class__.__name__}: {exc})") from exc
+    if orientation != 1:
+        rgb = ImageOps.exif_transpose(rgb)
+    if rgb.size != (target_w, target_h):
+        shrinking = target_w < rgb.size[0]
+        resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+        rgb = rgb.resize((target_w, target_h), resample)
+    # CHW once here, so filling batches later is a plain block copy
+    return torch.from_numpy(np.array(rgb).transpose(2, 0, 1).copy())
+
+
+def image_cache_key(ref: ImageRef, imgsz: int) -> tuple[object, ...]:
+    """File identity (path, size, mtime_ns) or content digest for uploads, plus the target size."""
+    if ref.data is not None:
+        return ("bytes", hashlib.blake2b(ref.data, digest_size=16).hexdigest(), imgsz)
+    if ref.path is None:
+        raise UnreadableImage("no path and no bytes")
+    stat = ref.path.stat()
+    return (str(ref.path), stat.st_size, stat.st_mtime_ns, imgsz)
+
+
+def load_resized(ref: ImageRef, imgsz: int, draft: bool = True, use_cache: bool = True) -> torch.Tensor:
+    """The image resized for ``imgsz`` (``[3, h, w]`` uint8), from the image cache when present."""
+    if not use_cache:
+        return _decode_resized(ref, imgsz, draft)
+    try:
+        key = image_cache_key(ref, imgsz)
+    except OSError as exc:
+        raise UnreadableImage(f"cannot stat file ({exc.strerror or exc})") from exc
+    cache = image_cache()
+    cached = cache.get(key)
+    if cached is None:
+        cached = _decode_resized(ref, imgsz, draft)  # shared between passes: callers only read it
+        cache.put(key, cached)
+    return cached
+
+
+def rect_batch_plans(
+    refs: Sequence[ImageRef], imgsz: int, batch_size: int, stride: int, rect: bool = True
+) -> list[BatchPlan]:
+    """Group ``refs`` into batches and pick each batch's input shape ``(height, width)``.
+
+    ``rect``: as YOLOv5 val, images are ordered by aspect ratio (h / w) and each batch gets the smallest
+    stride-multiple shape (plus half a stride) that holds its images; otherwise every batch is square
+    ``imgsz`` and the images keep their order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ordered = sorted(refs, key=lambda ref: ref.height / ref.width) if rect else list(refs)
+    plans = []
+    for start in range(0, len(ordered), batch_size):
+        batch = tuple(ordered[start : start + batch_size])
+        shape = _rect_shape(batch, imgsz, stride) if rect else (imgsz, imgsz)
+        plans.append(BatchPlan(refs=batch, shape=shape))
+    return plans
+
+
+def _rect_shape(batch: Sequence[ImageRef], imgsz: int, stride: int) -> tuple[int, int]:
+    ratios = [ref.height / ref.width for ref in batch]
+    low, high = min(ratios), max(ratios)
+    relative = (high, 1.0) if high < 1 else (1.0, 1 / low) if low > 1 else (1.0, 1.0)
+    height, width = (math.ceil(side * imgsz / stride + RECT_PAD) * stride for side in relative)
+    return height, width
+
+
+def letterbox_into(slot: torch.Tensor, image: torch.Tensor) -> tuple[float, float, float]:
+    """Copy ``image`` ``[3, h, w]`` centred into ``slot`` ``[3, H, W]`` (pre-filled with grey).
+
+    Returns ``(scale, pad_left, pad_top)``; ``scale`` < 1 only when the image does not fit (never scales up).
+    Rounding of the offsets follows YOLOv5's letterbox (``round(d - 0.1)``).
+    """
+    _, slot_h, slot_w = slot.shape
+    _, height, width = image.shape
+    scale = min(slot_h / height, slot_w / width, 1.0)
+    if scale < 1.0:
+        width, height = round(width * scale), round(height * scale)
+        pil_image = Image.fromarray(image.permute(1, 2, 0).numpy())
+        resized = pil_image.resize((width, height), Image.Resampling.BILINEAR)
+        image = torch.from_numpy(np.array(resized).transpose(2, 0, 1).copy())
+    pad_w, pad_h = (slot_w - width) / 2, (slot_h - height) / 2
+    top, left = round(pad_h - 0.1), round(pad_w - 0.1)
+    slot[:, top : top + height, left : left + width] = image
+    return scale, pad_w, pad_h
+
+
+def load_batch(plan: BatchPlan, imgsz: int, pin_memory: bool = False, draft: bool = True) -> LoadedBatch:
+    """Decode (or fetch from cache) every image of ``plan`` and letterbox them into one uint8 tensor."""
+    started = time.perf_counter()
+    decoded: list[tuple[ImageRef, torch.Tensor]] = []
+    failures: list[tuple[ImageRef, str]] = []
+    for ref in plan.refs:
+        try:
+            decoded.append((ref, load_resized(ref, imgsz, draft)))
+        except UnreadableImage as exc:
+            failures.append((ref, str(exc)))
+    decode_s = time.perf_counter() - started
+    height, width = plan.shape
+    images = torch.empty((len(decoded), 3, height, width), dtype=torch.uint8, pin_memory=pin_memory)
+    images.fill_(PAD_VALUE)
+    metas = []
+    for slot, (ref, pixels) in zip(images, decoded, strict=True):
+        scale, pad_w, pad_h = letterbox_into(slot, pixels)
+        original_hw = (ref.height, ref.width)
+        metas.append(ImageMeta(ref, original_hw, scale * pixels.shape[1] / ref.height, (pad_w, pad_h)))
+    return LoadedBatch(images, metas, failures, decode_s, time.perf_counter() - started - decode_s)
+
+
+class BatchLoader:
+    """Iterates :class:`LoadedBatch` in plan order while worker threads decode the next batches.
+
+    At most ``prefetch`` batches are in flight (bounded memory). Use it as a context manager: leaving the
+    block (normally, by an error, or on cancellation) cancels pending work and joins every worker thread.
+    ``workers == 0`` decodes in the calling thread.
+    """
+
+    def __init__(
+        self,
+        plans: Sequence[BatchPlan],
+        imgsz: int,
+        workers: int = 2,
+        prefetch: int | None = None,
+        pin_memory: bool = False,
+        draft: bool = True,
+    ) -> None:
+        self._plans = list(plans)
+        self._imgsz = imgsz
+        self._workers = max(0, workers)
+        self._prefetch = max(1, prefetch if prefetch is not None else self._workers + 1)
+        self._pin_memory = pin_memory
+        self._draft = draft
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[LoadedBatch]] = deque()
+
+    def __enter__(self) -> BatchLoader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def __iter__(self) -> Iterator[LoadedBatch]:
+        if self._workers == 0:
+            for plan in self._plans:
+                yield load_batch(plan, self._imgsz, self._pin_memory, self._draft)
+            return
+        self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="smartcash-decode")
+        upcoming = iter(self._plans)
+        self._submit_up_to_prefetch(upcoming)
+        while self._pending:
+            batch = self._pending.popleft().result()
+            self._submit_up_to_prefetch(upcoming)
+            yield batch
+
+    def _submit_up_to_prefetch(self, upcoming: Iterator[BatchPlan]) -> None:
+        executor = self._executor
+        while executor is not None and len(self._pending) < self._prefetch:
+            plan = next(upcoming, None)
+            if plan is None:
+                return
+            self._pending.append(
+                executor.submit(load_batch, plan, self._imgsz, self._pin_memory, self._draft)
+            )
+
+    def close(self) -> None:
+        """Cancel batches not started yet and wait for the worker threads to exit."""
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
