@@ -33,3 +33,7 @@ class DatasetError(SmartCashError):
 
 class Cancelled(SmartCashError):
     """A validation pass was cancelled between batches."""
+
+
+class DistributedError(SmartCashError):
+    """A distributed run is misconfigured (torchrun environment, backend) or its ranks disagree."""
