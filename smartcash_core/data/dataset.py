@@ -1,0 +1,446 @@
+"""Read YOLO datasets (directories, ``data.yaml``, uploads) into an index of samples and a problem report.
+
+Layouts accepted by :func:`load_yolo_dataset`:
+
+- ``ROOT/images/<split>/*`` with ``ROOT/labels/<split>/*.txt``;
+- flat ``ROOT/images/*`` with ``ROOT/labels/*.txt``;
+- a directory that holds images itself (labels found by the YOLOv5 rule below);
+- a ``data.yaml`` (or a directory holding one) with ``path``, ``train``/``val``/``test`` and ``names``.
+  ``path`` is relative to the yaml's folder (missing: the folder itself); a split entry is a directory, a
+  ``.txt`` list of image paths (relative entries are relative to the list file's folder), or a list of those.
+
+Images pair with labels by YOLOv5's rule: replace the last ``/images/`` of the path with ``/labels/`` and
+the suffix with ``.txt``. A missing label file is a background image. Images are sorted by path string,
+as YOLOv5 does, because the order decides rectangular batches and metric tie-breaks.
+
+Nothing in a dataset is fatal except having no usable images: every bad image, label file or label line
+becomes a :class:`ReportEntry` ``(file, line, reason)`` and is skipped. Images are only checked cheaply
+here (header, size, PIL ``verify()``, JPEG end marker); full decode failures are reported by the loader.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+import yaml
+from PIL import Image, UnidentifiedImageError
+
+from smartcash_core.errors import DatasetError
+
+if TYPE_CHECKING:
+    from smartcash_core.validate import UploadedSample
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+PIL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"})
+COORDINATE_TOLERANCE = 1e-3
+MIN_IMAGE_SIDE = 10  # YOLOv5 rejects images with a side under 10 px
+LABEL_COLUMNS = 5
+EXIF_ORIENTATION_TAG = 0x0112
+EXIF_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
+DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+
+
+@dataclass(frozen=True)
+class ReportEntry:
+    """One skipped thing: ``file`` (relative to the dataset root when possible), 1-based ``line`` or None."""
+
+    file: str
+    line: int | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "reason": self.reason}
+
+
+@dataclass
+class Sample:
+    """One usable image.
+
+    ``labels``: ``[n, 5]`` float32 rows ``(cls, cx, cy, w, h)``, box values normalized to the image.
+    ``shape``: ``(height, width)`` in pixels after EXIF orientation. Uploaded samples carry their bytes in
+    ``data`` and have no ``image_path``.
+    """
+
+    name: str
+    labels: np.ndarray
+    image_path: Path | None = None
+    shape: tuple[int, int] | None = None
+    data: bytes | None = None
+    label_path: Path | None = None
+
+    @property
+    def num_instances(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class DatasetIndex:
+    """The usable samples of a dataset, in YOLOv5 order, plus the report of what was skipped.
+
+    ``root`` is the dataset root (None for uploads); ``names`` are the class names from ``data.yaml``.
+    """
+
+    samples: list[Sample]
+    report: list[ReportEntry] = field(default_factory=list)
+    names: list[str] | None = None
+    root: Path | None = None
+
+    @property
+    def num_instances(self) -> int:
+        return sum(sample.num_instances for sample in self.samples)
+
+    def shapes_wh(self) -> np.ndarray:
+        """``[N, 2]`` float64 ``(width, height)`` per sample (0 where unknown), for rectangular batches."""
+        rows = [(s.shape[1], s.shape[0]) if s.shape else (0, 0) for s in self.samples]
+        return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Labels
+# ----------------------------------------------------------------------------------------------------------
+
+
+def empty_labels() -> np.ndarray:
+    """A ``[0, 5]`` float32 label array (a background image)."""
+    return np.zeros((0, LABEL_COLUMNS), dtype=np.float32)
+
+
+def parse_label_text(text: str, file: str, num_classes: int) -> tuple[np.ndarray, list[ReportEntry]]:
+    """Parse YOLO label lines ``cls cx cy w h``; return ``[n, 5]`` float32 rows and the skipped lines.
+
+    Box corners may stray outside [0, 1] by up to ``COORDINATE_TOLERANCE`` and are then clipped; further
+    out, the line is skipped. Blank lines are ignored. Exact duplicate rows are dropped (reported), and
+    then, like YOLOv5's ``np.unique``, the remaining rows come back sorted.
+    """
+    rows: list[list[float]] = []
+    report: list[ReportEntry] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        row, reason = _parse_label_line(line, num_classes)
+        if row is None:
+            report.append(ReportEntry(file, number, reason))
+        else:
+            rows.append(row)
+    if not rows:
+        return empty_labels(), report
+    labels = np.asarray(rows, dtype=np.float32)
+    unique = np.unique(labels, axis=0)
+    if len(unique) < len(labels):
+        dropped = len(labels) - len(unique)
+        report.append(ReportEntry(file, None, f"{dropped} duplicate label row(s) removed"))
+        labels = unique  # YOLOv5 keeps ``lb[np.unique(..., return_index=True)[1]]``, i.e. sorted rows
+    return labels, report
+
+
+def _parse_label_line(line: str, num_classes: int) -> tuple[list[float] | None, str]:
+    """One label line -> ``[cls, cx, cy, w, h]`` (clipped) or ``(None, reason)``."""
+    fields = line.split()
+    if len(fields) != LABEL_COLUMNS:
+        return None, f"expected 5 columns 'cls cx cy w h', got {len(fields)}"
+    try:
+        values = [float(value) for value in fields]
+    except ValueError:
+        return None, f"non-numeric value in {line.strip()!r}"
+    if not all(math.isfinite(value) for value in values):
+        return None, f"NaN or infinite value in {line.strip()!r}"
+    cls = values[0]
+    if cls != int(cls):
+        return None, f"class id {fields[0]} is not an integer"
+    if not 0 <= cls < num_classes:
+        return None, f"class id {int(cls)} is outside the class table (0..{num_classes - 1})"
+    box, reason = _clip_box(*values[1:])
+    if box is None:
+        return None, reason
+    return [cls, *box], ""
+
+
+def _clip_box(cx: float, cy: float, w: float, h: float) -> tuple[list[float] | None, str]:
+    if w <= 0 or h <= 0:
+        return None, f"zero or negative box size (w={w:g}, h={h:g})"
+    corners = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    if min(corners) < -COORDINATE_TOLERANCE or max(corners) > 1 + COORDINATE_TOLERANCE:
+        return None, (
+            f"box (cx={cx:g}, cy={cy:g}, w={w:g}, h={h:g}) lies outside the normalized image [0, 1] "
+            "(labels must be normalized by image width/height)"
+        )
+    x0, y0, x1, y1 = (min(max(value, 0.0), 1.0) for value in corners)
+    if x1 <= x0 or y1 <= y0:
+        return None, "box has zero size after clipping to the image"
+    return [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], ""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Images
+# ----------------------------------------------------------------------------------------------------------
+
+
+def probe_image(source: Path | bytes) -> tuple[tuple[int, int] | None, str]:
+    """Cheaply check an image (no full decode): return ``((height, width), "")`` or ``(None, reason)``.
+
+    The size is EXIF-corrected like YOLOv5's ``exif_size``; YOLOv5 only swaps for orientations 6 and 8,
+    here 5 and 7 (transposes) swap too, so the size matches the decoded, EXIF-transposed image.
+    """
+    try:
+        with _open_binary(source) as handle, Image.open(handle) as image:
+            fmt, (width, height) = image.format, image.size
+            orientation = image.getexif().get(EXIF_ORIENTATION_TAG)
+            image.verify()
+            truncated = fmt in {"JPEG", "MPO"} and not _ends_with_jpeg_eoi(handle)
+    except FileNotFoundError:
+        return None, "image file not found"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return None, f"unreadable or corrupt image: {exc}"
+    if fmt not in PIL_FORMATS:
+        return None, f"unsupported image format {fmt}"
+    if truncated:
+        return None, "corrupt JPEG: no end-of-image marker (truncated file?)"
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        return None, f"image is {width}x{height}, smaller than {MIN_IMAGE_SIDE} px on a side"
+    if orientation in EXIF_TRANSPOSED:
+        width, height = height, width
+    return (height, width), ""
+
+
+def _open_binary(source: Path | bytes) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def _ends_with_jpeg_eoi(handle: BinaryIO) -> bool:
+    handle.seek(-2, os.SEEK_END)
+    return handle.read(2) == b"\xff\xd9"
+
+
+def label_path_for(image_path: Path) -> Path:
+    """YOLOv5's pairing rule: last ``/images/`` -> ``/labels/``, suffix -> ``.txt``."""
+    text = str(image_path)
+    images_dir, labels_dir = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if images_dir in text:
+        head, tail = text.rsplit(images_dir, 1)
+        text = f"{head}{labels_dir}{tail}"
+    return Path(text).with_suffix(".txt")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Directory and data.yaml sources
+# ----------------------------------------------------------------------------------------------------------
+
+
+def load_yolo_dataset(source: str | Path, split: str = "val", num_classes: int = 17) -> DatasetIndex:
+    """Index a YOLO dataset directory or ``data.yaml``; bad files and lines go to ``report``.
+
+    Raises ``DatasetError`` (naming the path) when the source does not exist, has no recognised layout,
+    or holds no usable image.
+    """
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset path {path} does not exist")
+    yaml_path = path if path.is_file() else _find_data_yaml(path)
+    if yaml_path is not None:
+        root, image_paths, report, names = _images_from_data_yaml(yaml_path, split)
+    else:
+        root, image_paths, report, names = path, _images_from_directory(path, split), [], None
+    if not image_paths and not report:
+        where = (
+            f"in {yaml_path}'s '{split}' split" if yaml_path else f"under images/{split}/, images/ or {path}"
+        )
+        raise DatasetError(
+            f"dataset {path} has no images {where} (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    index = _index_images(root, image_paths, num_classes, report)
+    index.names = names
+    if not index.samples:
+        raise DatasetError(f"dataset {path} has no usable images: {len(index.report)} problem(s) reported")
+    return index
+
+
+def _find_data_yaml(directory: Path) -> Path | None:
+    for name in DATA_YAML_NAMES:
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def _images_from_directory(directory: Path, split: str) -> list[Path]:
+    """``images/<split>`` (recursive), then flat ``images/``, then the directory itself.
+
+    Only the split folder is searched recursively, so asking for ``val`` never picks up ``images/train``.
+    """
+    candidates = ((directory / "images" / split, True), (directory / "images", False), (directory, False))
+    for candidate, recursive in candidates:
+        if candidate.is_dir():
+            found = _image_files(candidate, recursive=recursive)
+            if found:
+                return found
+    return []
+
+
+def _image_files(directory: Path, recursive: bool) -> list[Path]:
+    pattern = directory.rglob("*") if recursive else directory.glob("*")
+    return [p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+
+
+def _images_from_data_yaml(
+    yaml_path: Path, split: str
+) -> tuple[Path, list[Path], list[ReportEntry], list[str] | None]:
+    data = _read_yaml(yaml_path)
+    base = Path(str(data.get("path") or "."))
+    root = base if base.is_absolute() else (yaml_path.parent / base)
+    entry = data.get(split)
+    if entry is None:
+        known = [key for key in ("train", "val", "test") if data.get(key)]
+        raise DatasetError(f"{yaml_path} has no '{split}' split (it names {known})")
+    images: list[Path] = []
+    report: list[ReportEntry] = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        found, problems = _images_from_split_entry(root, Path(str(item)), yaml_path)
+        images.extend(found)
+        report.extend(problems)
+    return root, images, report, _names_from_yaml(data.get("names"), yaml_path)
+
+
+def _read_yaml(yaml_path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DatasetError(f"cannot read dataset file {yaml_path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{yaml_path} must be a YAML mapping with path/train/val/names")
+    return data
+
+
+def _images_from_split_entry(
+    root: Path, entry: Path, yaml_path: Path
+) -> tuple[list[Path], list[ReportEntry]]:
+    target = entry if entry.is_absolute() else root / entry
+    if target.is_dir():
+        return _image_files(target, recursive=True), []
+    if target.is_file() and target.suffix.lower() == ".txt":
+        return _images_from_list_file(target)
+    if target.is_file() and target.suffix.lower() in IMAGE_SUFFIXES:
+        return [target], []
+    raise DatasetError(f"split entry {str(entry)!r} of {yaml_path} does not exist (resolved to {target})")
+
+
+def _images_from_list_file(list_file: Path) -> tuple[list[Path], list[ReportEntry]]:
+    """A ``.txt`` of image paths, one a line; relative ones are relative to the list file's folder."""
+    images: list[Path] = []
+    report: list[ReportEntry] = []
+    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text:
+            continue
+        path = Path(text) if Path(text).is_absolute() else list_file.parent / text
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            report.append(ReportEntry(str(list_file), number, f"not an image path: {text!r}"))
+        elif not path.is_file():
+            report.append(ReportEntry(str(list_file), number, f"listed image {text!r} does not exist"))
+        else:
+            images.append(path)
+    return images, report
+
+
+def _names_from_yaml(names: Any, yaml_path: Path) -> list[str] | None:
+    if names is None:
+        return None
+    if isinstance(names, dict):
+        try:
+            return [str(names[key]) for key in sorted(names, key=int)]
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"{yaml_path}: 'names' keys must be class ids") from exc
+    if isinstance(names, list):
+        return [str(name) for name in names]
+    raise DatasetError(f"{yaml_path}: 'names' must be a list or a mapping of id -> name")
+
+
+def _index_images(
+    root: Path, image_paths: Iterable[Path], num_classes: int, report: list[ReportEntry]
+) -> DatasetIndex:
+    samples: list[Sample] = []
+    for image_path in sorted(set(image_paths), key=str):
+        sample = _sample_from_file(root, image_path, num_classes, report)
+        if sample is not None:
+            samples.append(sample)
+    return DatasetIndex(samples=samples, report=report, root=root)
+
+
+def _relative_name(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _sample_from_file(
+    root: Path, image_path: Path, num_classes: int, report: list[ReportEntry]
+) -> Sample | None:
+    name = _relative_name(root, image_path)
+    shape, reason = probe_image(image_path)
+    if shape is None:
+        report.append(ReportEntry(name, None, reason))
+        return None
+    label_path = label_path_for(image_path)
+    labels, problems = _read_label_file(root, label_path, num_classes)
+    report.extend(problems)
+    if labels is None:
+        return None
+    return Sample(name=name, labels=labels, image_path=image_path, shape=shape, label_path=label_path)
+
+
+def _read_label_file(
+    root: Path, label_path: Path, num_classes: int
+) -> tuple[np.ndarray | None, list[ReportEntry]]:
+    """Missing file: background (no labels). Unreadable file: ``None`` (the image is skipped)."""
+    label_name = _relative_name(root, label_path)
+    try:
+        text = label_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return empty_labels(), []
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [ReportEntry(label_name, None, f"unreadable label file, image skipped: {exc}")]
+    return parse_label_text(text, label_name, num_classes)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Uploaded (in-memory) source
+# ----------------------------------------------------------------------------------------------------------
+
+
+def load_uploaded_samples(samples: Sequence[UploadedSample], num_classes: int = 17) -> DatasetIndex:
+    """Index uploaded images (bytes + optional label text) in upload order; problems go to ``report``.
+
+    Raises ``DatasetError`` when nothing usable remains.
+    """
+    index = DatasetIndex(samples=[], report=[], root=None)
+    seen: set[str] = set()
+    for upload in samples:
+        if upload.name in seen:
+            index.report.append(ReportEntry(upload.name, None, "duplicate image name, later copy skipped"))
+            continue
+        seen.add(upload.name)
+        sample = _sample_from_upload(upload, num_classes, index.report)
+        if sample is not None:
+            index.samples.append(sample)
+    if not index.samples:
+        raise DatasetError(f"the upload has no usable images: {len(index.report)} problem(s) reported")
+    return index
+
+
+def _sample_from_upload(upload: UploadedSample, num_classes: int, report: list[ReportEntry]) -> Sample | None:
+    shape, reason = probe_image(upload.image)
+    if shape is None:
+        report.append(ReportEntry(upload.name, None, reason))
+        return None
+    labels = empty_labels()
+    if upload.labels is not None:
+        label_name = str(Path(upload.name).with_suffix(".txt"))
+        labels, problems = parse_label_text(upload.labels, label_name, num_classes)
+        report.extend(problems)
+    return Sample(name=upload.name, labels=labels, shape=shape, data=upload.image)
