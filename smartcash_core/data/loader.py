@@ -30,6 +30,7 @@ import torch
 from PIL import Image, ImageOps
 
 from smartcash_core.cache import image_cache
+from smartcash_core.data.letterbox import rect_batch_shapes, resize_area, resize_linear
 
 PAD_VALUE = 114  # YOLOv5's letterbox grey
 RECT_PAD = 0.5  # val.py pads rectangular batch shapes by half a stride
@@ -135,12 +136,12 @@ def _decode_resized(ref: ImageRef, imgsz: int, draft: bool) -> torch.Tensor:
             raise UnreadableImage(f"cannot decode image ({exc.__class__.__name__}: {exc})") from exc
     if orientation != 1:
         rgb = ImageOps.exif_transpose(rgb)
-    if rgb.size != (target_w, target_h):
+    pixels = np.asarray(rgb)
+    if rgb.size != (target_w, target_h):  # cv2-faithful resampling, as YOLOv5's load_image
         shrinking = target_w < rgb.size[0]
-        resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-        rgb = rgb.resize((target_w, target_h), resample)
+        pixels = (resize_area if shrinking else resize_linear)(pixels, (target_w, target_h))
     # CHW once here, so filling batches later is a plain block copy
-    return torch.from_numpy(np.array(rgb).transpose(2, 0, 1).copy())
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
 
 
 def image_cache_key(ref: ImageRef, imgsz: int) -> tuple[object, ...]:
@@ -174,27 +175,24 @@ def rect_batch_plans(
 ) -> list[BatchPlan]:
     """Group ``refs`` into batches and pick each batch's input shape ``(height, width)``.
 
-    ``rect``: as YOLOv5 val, images are ordered by aspect ratio (h / w) and each batch gets the smallest
-    stride-multiple shape (plus half a stride) that holds its images; otherwise every batch is square
-    ``imgsz`` and the images keep their order.
+    ``rect``: as YOLOv5 val, images are ordered by aspect ratio (h / w, numpy's default sort like YOLOv5)
+    and each batch gets the smallest stride-multiple shape (plus half a stride) that holds its images;
+    otherwise every batch is square ``imgsz`` and the images keep their order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    ordered = sorted(refs, key=lambda ref: ref.height / ref.width) if rect else list(refs)
-    plans = []
-    for start in range(0, len(ordered), batch_size):
-        batch = tuple(ordered[start : start + batch_size])
-        shape = _rect_shape(batch, imgsz, stride) if rect else (imgsz, imgsz)
-        plans.append(BatchPlan(refs=batch, shape=shape))
-    return plans
-
-
-def _rect_shape(batch: Sequence[ImageRef], imgsz: int, stride: int) -> tuple[int, int]:
-    ratios = [ref.height / ref.width for ref in batch]
-    low, high = min(ratios), max(ratios)
-    relative = (high, 1.0) if high < 1 else (1.0, 1 / low) if low > 1 else (1.0, 1.0)
-    height, width = (math.ceil(side * imgsz / stride + RECT_PAD) * stride for side in relative)
-    return height, width
+    if not rect:
+        return [
+            BatchPlan(tuple(refs[start : start + batch_size]), (imgsz, imgsz))
+            for start in range(0, len(refs), batch_size)
+        ]
+    sizes_wh = np.asarray([(ref.width, ref.height) for ref in refs], dtype=np.float64).reshape(-1, 2)
+    order, shapes = rect_batch_shapes(sizes_wh, batch_size, imgsz, stride, pad=RECT_PAD)
+    ordered = [refs[int(position)] for position in order]
+    return [
+        BatchPlan(tuple(ordered[number * batch_size : (number + 1) * batch_size]), (int(h), int(w)))
+        for number, (h, w) in enumerate(shapes)
+    ]
 
 
 def letterbox_into(slot: torch.Tensor, image: torch.Tensor) -> tuple[float, float, float]:
