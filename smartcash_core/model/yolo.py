@@ -316,14 +316,15 @@ class DetectionModel(nn.Module):
         return self.detect.stride
 
     def forward(
-        self, x: torch.Tensor
+        self, x: torch.Tensor, features_only: bool = False
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """``x`` ``[B, 3, H, W]`` (H, W multiples of the max stride).
 
         Eval: ``(decoded [B, N, 5+nc] xywh in input pixels, raw [[B, na, h, w, 5+nc]] * nl)``;
-        train: the raw list only.
+        train: the raw list only. ``features_only``: Detect's inputs, one ``[B, C, h, w]`` per level.
         """
-        return self.detect(self._features(x))
+        features = self._features(x)
+        return features if features_only else self.detect(features)
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run every layer but Detect; returns Detect's inputs (one feature map per level)."""
@@ -339,14 +340,26 @@ class DetectionModel(nn.Module):
         return [x if j == -1 else outputs[j] for j in sources]  # type: ignore[misc]
 
     def _probe_strides(self, in_channels: int) -> torch.Tensor:
-        """Stride per level from a dry forward in eval mode (running BN statistics stay untouched)."""
+        """Stride per level from a dry forward, like YOLOv5, but on the ``meta`` device.
+
+        Meta tensors carry shapes only, so the probe costs no arithmetic (a real one takes seconds for
+        yolov5x on CPU) and leaves parameters and BatchNorm statistics untouched.
+        """
+        meta_state = {
+            name: torch.empty_like(tensor, device="meta")
+            for name, tensor in [*self.named_parameters(), *self.named_buffers()]
+        }
+        probe = torch.zeros(1, in_channels, _STRIDE_PROBE_SIZE, _STRIDE_PROBE_SIZE, device="meta")
         was_training = self.training
         self.eval()
-        with torch.no_grad():
-            probe = torch.zeros(1, in_channels, _STRIDE_PROBE_SIZE, _STRIDE_PROBE_SIZE)
-            features = self._features(probe)
-        self.train(was_training)
-        return torch.tensor([_STRIDE_PROBE_SIZE / f.shape[-2] for f in features])
+        try:
+            with torch.no_grad():
+                features = torch.func.functional_call(
+                    self, meta_state, (probe,), {"features_only": True}, tie_weights=False
+                )
+        finally:
+            self.train(was_training)
+        return torch.tensor([_STRIDE_PROBE_SIZE / f.shape[-2] for f in features], dtype=torch.float32)
 
     def fuse(self) -> DetectionModel:
         """Fold every Conv's BatchNorm into its conv for faster inference (eval use only)."""
