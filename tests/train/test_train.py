@@ -1,0 +1,145 @@
+"""Demo trainer: letterbox geometry, augmentation, schedule, freezing, a real training step, the asset."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from smartcash_core.train import (
+    FROZEN_BACKBONE_LAYERS,
+    TrainConfig,
+    WeightEma,
+    augment_batch,
+    learning_rate,
+    letterbox_square,
+    load_cached_dataset,
+    make_optimizer,
+    set_backbone_frozen,
+    train_step,
+)
+
+ASSETS = Path(__file__).resolve().parents[2] / "smartcash_core" / "assets"
+DEMO_CHECKPOINT = ASSETS / "demo_yolov5n.safetensors"
+
+
+def _config(**overrides: object) -> TrainConfig:
+    return TrainConfig(out=Path("unused.safetensors"), workdir=Path("unused"), **overrides)  # type: ignore[arg-type]
+
+
+def test_letterbox_square_keeps_aspect_and_centres(tmp_path: Path) -> None:
+    image = Image.new("RGB", (200, 100), (10, 20, 30))
+    canvas, scale, pad = letterbox_square(image, 64)
+    assert canvas.shape == (64, 64, 3)
+    assert scale == pytest.approx(0.32)
+    assert pad == (0, 16)
+    assert (canvas[16:48] == (10, 20, 30)).all()
+    assert (canvas[:16] == 114).all() and (canvas[48:] == 114).all()
+
+
+def test_cached_dataset_maps_labels_into_the_square(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (200, 100), (200, 0, 0)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "labels" / "a.txt").write_text("3 0.5 0.5 0.5 1.0\n")
+    Image.new("RGB", (100, 100)).save(tmp_path / "images" / "b.png")  # no label file: background
+    data = load_cached_dataset(tmp_path / "images", tmp_path / "labels", 64)
+    assert data.images.shape == (2, 3, 64, 64) and data.images.dtype == torch.uint8
+    # The 200x100 image fills rows 16..47 of 64: the full-height box becomes 0.5 high, still centred.
+    assert torch.allclose(data.labels[0], torch.tensor([[3.0, 0.5, 0.5, 0.5, 0.5]]))
+    assert data.labels[1].shape == (0, 5)
+
+
+def test_augment_batch_flips_boxes_with_pixels() -> None:
+    images = torch.zeros(8, 3, 32, 32, dtype=torch.uint8)
+    images[:, :, :, :8] = 255  # a bright band on the left
+    labels = [torch.tensor([[1.0, 0.125, 0.5, 0.25, 1.0]]) for _ in range(8)]
+    batch, targets = augment_batch(images, labels, torch.Generator().manual_seed(3))
+    assert batch.shape == (8, 3, 32, 32) and batch.min() >= 0.0 and batch.max() <= 1.0
+    assert targets.shape == (8, 6)
+    assert targets[:, 0].tolist() == list(range(8))
+    for index in range(8):
+        band_on_right = batch[index, :, :, 24:].mean() > batch[index, :, :, :8].mean()
+        assert (targets[index, 2].item() == pytest.approx(0.875)) == bool(band_on_right)
+    assert 0 < int((targets[:, 2] > 0.5).sum()) < 8  # with this seed both cases occur
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
+    config = _config(lr=0.01, warmup_steps=10, final_lr_fraction=0.1)
+    assert learning_rate(0, 100, config) == pytest.approx(0.001)
+    assert learning_rate(9, 100, config) == pytest.approx(0.01)
+    assert learning_rate(55, 100, config) == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
+    assert learning_rate(100, 100, config) == pytest.approx(0.001)
+    values = [learning_rate(step, 100, config) for step in range(10, 101)]
+    assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+@pytest.fixture(scope="module")
+def small_model() -> torch.nn.Module:
+    from smartcash_core.model import build_model
+
+    torch.manual_seed(0)
+    return build_model("yolov5n", 17)
+
+
+def test_freezing_covers_exactly_the_backbone(small_model: torch.nn.Module) -> None:
+    set_backbone_frozen(small_model, frozen=True)
+    frozen = {name.split(".")[1] for name, p in small_model.named_parameters() if not p.requires_grad}
+    assert frozen == {str(index) for index in range(FROZEN_BACKBONE_LAYERS)}
+    optimizer = make_optimizer(small_model, _config())
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert all(p.requires_grad for p in small_model.parameters() if id(p) in in_optimizer)
+    set_backbone_frozen(small_model, frozen=False)
+    assert all(p.requires_grad for p in small_model.parameters())
+
+
+def test_training_steps_reduce_the_loss_on_a_two_image_batch(small_model: torch.nn.Module) -> None:
+    from smartcash_core.loss import YoloLoss
+
+    torch.manual_seed(1)
+    model = small_model
+    model.train()
+    set_backbone_frozen(model, frozen=False)
+    images = torch.rand(2, 3, 64, 64)
+    targets = torch.tensor([[0.0, 2.0, 0.5, 0.5, 0.5, 0.4], [1.0, 15.0, 0.3, 0.6, 0.2, 0.3]])
+    loss_fn = YoloLoss.for_model(model, 64)
+    optimizer = make_optimizer(model, _config(lr=0.002))
+    ema = WeightEma(model, decay=0.9)
+    first = train_step(model, loss_fn, optimizer, images, targets).sum().item()
+    for _ in range(6):
+        last = train_step(model, loss_fn, optimizer, images, targets).sum().item()
+        ema.update(model)
+    assert math.isfinite(first) and last < 0.9 * first
+    assert ema.updates == 6
+    key = "model.24.m.0.weight"
+    assert not torch.equal(ema.shadow[key], model.state_dict()[key])  # an average, not a copy
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    with path.open("rb") as handle:
+        (header_len,) = struct.unpack("<Q", handle.read(8))
+        return json.loads(handle.read(header_len)).get("__metadata__", {})
+
+
+@pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason="demo checkpoint not committed yet")
+def test_demo_checkpoint_loads_and_records_phase_two() -> None:
+    from smartcash_core.checkpoint import load_model
+
+    assert DEMO_CHECKPOINT.stat().st_size < 8 * 1024 * 1024
+    loaded = load_model(DEMO_CHECKPOINT, device="cpu")
+    assert loaded.class_table.num_fine == 17
+    assert int(loaded.metadata["phase"]) == 2
+    metrics = loaded.metadata["metrics"]
+    assert int(loaded.metadata["epoch"]) == metrics["epochs_head"] + metrics["epochs_full"]
+    assert metrics["epochs_full"] > 0 and metrics["epochs_head"] > 0
+    with torch.no_grad():
+        decoded, _raw = loaded.model(torch.zeros(1, 3, 320, 320))
+    assert decoded.shape == (1, 6300, 22) and np.isfinite(decoded.numpy()).all()
+    assert _safetensors_metadata(DEMO_CHECKPOINT)  # metadata travels in the safetensors header
