@@ -189,11 +189,12 @@ def probe_image(source: Path | bytes) -> tuple[tuple[int, int] | None, str]:
     here 5 and 7 (transposes) swap too, so the size matches the decoded, EXIF-transposed image.
     """
     try:
-        with _open_binary(source) as handle, Image.open(handle) as image:
-            fmt, (width, height) = image.format, image.size
-            orientation = image.getexif().get(EXIF_ORIENTATION_TAG)
-            image.verify()
+        with _open_binary(source) as handle:
+            with Image.open(handle) as image:
+                fmt, (width, height) = image.format, image.size
+                image.verify()  # must come first after open; the image is unusable afterwards
             truncated = fmt in {"JPEG", "MPO"} and not _ends_with_jpeg_eoi(handle)
+            orientation = _exif_orientation(handle) if fmt != "BMP" else None
     except FileNotFoundError:
         return None, "image file not found"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -211,6 +212,14 @@ def probe_image(source: Path | bytes) -> tuple[tuple[int, int] | None, str]:
 
 def _open_binary(source: Path | bytes) -> BinaryIO:
     return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def _exif_orientation(handle: BinaryIO) -> int | None:
+    """Re-open the header (cheap, no pixel decode) to read the EXIF orientation tag."""
+    handle.seek(0)
+    with Image.open(handle) as image:
+        value = image.getexif().get(EXIF_ORIENTATION_TAG)
+    return value if isinstance(value, int) else None
 
 
 def _ends_with_jpeg_eoi(handle: BinaryIO) -> bool:
