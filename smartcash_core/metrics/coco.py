@@ -1,0 +1,258 @@
+"""The ``coco`` protocol: pycocotools ``COCOeval`` (bbox) matching, accumulation and summary.
+
+Matching (``evaluateImg``) is greedy per (image, class): detections in stable score order (top 100), each
+takes the unmatched ground truth with the highest IoU >= t, preferring ground truth inside the area range
+(ground truth outside it is "ignored" and only taken when nothing else is left); among equal IoUs the
+later ground truth wins, as in the original loop. It runs as "rounds" over all groups at once: round r
+handles the r-th detection (that has any candidate) of every group, for all 10 thresholds x 4 area ranges.
+
+Accumulation (``accumulate``) only needs the true positives of each precision/recall curve: the precision
+envelope and the ``searchsorted`` recall sampling are both decided at true-positive positions, and the
+false-positive count before a true positive is (eligible detections before it) - (matched ones before it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from smartcash_core.metrics.matching import (
+    COCO_AREA_RANGES,
+    COCO_IOU_THRESHOLDS,
+    COCO_MAX_DETS,
+    group_pairs,
+    iou_coco,
+    segment_starts,
+    xyxy_to_coco,
+)
+
+RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+_MATCH_THRESHOLDS = np.minimum(COCO_IOU_THRESHOLDS, 1 - 1e-10)
+_N_T, _N_A = COCO_IOU_THRESHOLDS.size, COCO_AREA_RANGES.shape[0]
+
+
+def area_in_range(boxes: np.ndarray) -> np.ndarray:
+    """Which COCO area ranges (all, small, medium, large) hold each xyxy box [N, 4]: [N, 4] bool."""
+    area = xyxy_to_coco(boxes)[1]
+    return (area[:, None] >= COCO_AREA_RANGES[:, 0]) & (area[:, None] <= COCO_AREA_RANGES[:, 1])
+
+
+@dataclass(frozen=True)
+class CocoMatch:
+    """Per prediction: rank in its (image, class) by score [N] int32, matched and true positive [N, 10, 4]."""
+
+    rank: np.ndarray
+    matched: np.ndarray
+    tp: np.ndarray
+
+
+def coco_match(pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_classes: np.ndarray, pred_image: np.ndarray,
+               gt_boxes: np.ndarray, gt_classes: np.ndarray, gt_image: np.ndarray, num_classes: int) -> CocoMatch:
+    """COCOeval ``evaluateImg`` for every (image, class) of a batch; boxes xyxy [N, 4] / [M, 4]."""
+    n_pred = pred_boxes.shape[0]
+    pred_key = pred_image * num_classes + pred_classes
+    rank = _rank_in_group(pred_key, pred_scores)
+    matched = np.zeros((n_pred, _N_T, _N_A), dtype=bool)
+    tp = np.zeros_like(matched)
+    pairs = group_pairs(pred_key, gt_image * num_classes + gt_classes)
+    det_box, det_area = xyxy_to_coco(pred_boxes)
+    gt_box, gt_area = xyxy_to_coco(gt_boxes)
+    iou = iou_coco(gt_box[pairs.gt], gt_area[pairs.gt], det_box[pairs.pred], det_area[pairs.pred])
+    keep = (iou >= _MATCH_THRESHOLDS[0]) & (rank[pairs.pred] < COCO_MAX_DETS[-1])
+    pair_pred, pair_gt, pair_iou = pairs.pred[keep], pairs.gt[keep], iou[keep]
+    if pair_pred.size == 0:
+        return CocoMatch(rank, matched, tp)
+    gt_ignored = ~area_in_range(gt_boxes)
+    pair_round = _round_of_pairs(pair_pred, pred_key, rank)
+    order = np.lexsort((pair_pred, pair_round))  # stable: ground truth order kept inside a prediction
+    pair_pred, pair_gt, pair_iou, pair_round = pair_pred[order], pair_gt[order], pair_iou[order], pair_round[order]
+    taken = np.zeros((_N_T, _N_A, gt_boxes.shape[0]), dtype=bool)
+    round_bounds = np.searchsorted(pair_round, np.arange(int(pair_round[-1]) + 2), side="left")
+    for start, end in zip(round_bounds[:-1], round_bounds[1:], strict=True):
+        _match_round(pair_pred[start:end], pair_gt[start:end], pair_iou[start:end], gt_ignored, taken, matched, tp)
+    return CocoMatch(rank, matched, tp)
+
+
+def _rank_in_group(key: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Position of each prediction inside its group in stable descending-score order: [N] int32."""
+    order = np.argsort(-scores, kind="stable")
+    order = order[np.argsort(key[order], kind="stable")]
+    sorted_key = key[order]
+    first = np.searchsorted(sorted_key, sorted_key, side="left")
+    rank = np.empty(key.shape[0], dtype=np.int32)
+    rank[order] = np.arange(key.shape[0]) - first
+    return rank
+
+
+def _round_of_pairs(pair_pred: np.ndarray, pred_key: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Round of each pair: how many earlier detections of its group also have candidates."""
+    preds = pair_pred[segment_starts(pair_pred)]
+    order = np.lexsort((rank[preds], pred_key[preds]))
+    keys = pred_key[preds][order]
+    round_sorted = np.arange(preds.size) - np.searchsorted(keys, keys, side="left")
+    round_of_pred = np.empty(preds.size, dtype=np.int64)
+    round_of_pred[order] = round_sorted
+    return round_of_pred[np.searchsorted(preds, pair_pred)]
+
+
+def _match_round(pair_pred: np.ndarray, pair_gt: np.ndarray, pair_iou: np.ndarray, gt_ignored: np.ndarray,
+                 taken: np.ndarray, matched: np.ndarray, tp: np.ndarray) -> None:
+    """One detection per group; all thresholds [T] and area ranges [A] at once on arrays [T, A, P]."""
+    starts = segment_starts(pair_pred)
+    segment = np.repeat(np.arange(starts.size), np.diff(np.append(starts, pair_pred.size)))
+    available = (pair_iou >= _MATCH_THRESHOLDS[:, None, None]) & ~taken[:, :, pair_gt]
+    ignored = gt_ignored[pair_gt].T[None]  # [1, A, P]
+    regular_key = np.where(available & ~ignored, pair_iou, -1.0)
+    ignored_key = np.where(available & ignored, pair_iou, -1.0)
+    regular_best = np.maximum.reduceat(regular_key, starts, axis=2)
+    use_regular = regular_best >= 0  # a match to regular ground truth stops the loop before ignored ones
+    best = np.where(use_regular, regular_best, np.maximum.reduceat(ignored_key, starts, axis=2))
+    chosen_key = np.where(use_regular[:, :, segment], regular_key, ignored_key)
+    winner = (chosen_key == best[:, :, segment]) & (best[:, :, segment] >= 0)
+    last_winner = np.maximum.reduceat(np.where(winner, np.arange(pair_pred.size), -1), starts, axis=2)
+    t_index, a_index, seg_index = np.nonzero(last_winner >= 0)
+    winning_pair = last_winner[t_index, a_index, seg_index]
+    preds, gts = pair_pred[starts[seg_index]], pair_gt[winning_pair]
+    matched[preds, t_index, a_index] = True
+    tp[preds, t_index, a_index] = ~gt_ignored[gts, a_index]
+    taken[t_index, a_index, gts] = True
+
+
+@dataclass(frozen=True)
+class CocoMetrics:
+    """``COCOeval.eval`` arrays: precision [T, R, K, A, M], recall [T, K, A, M]; -1 where undefined."""
+
+    precision: np.ndarray
+    recall: np.ndarray
+
+    def stats(self) -> np.ndarray:
+        """The 12 numbers of ``COCOeval.summarize()`` (``COCOeval.stats``)."""
+        big = COCO_MAX_DETS[-1]
+        return np.array([
+            self._summarize(True), self._summarize(True, iou=0.5), self._summarize(True, iou=0.75),
+            self._summarize(True, area=1), self._summarize(True, area=2), self._summarize(True, area=3),
+            self._summarize(False, max_det=COCO_MAX_DETS[0]), self._summarize(False, max_det=COCO_MAX_DETS[1]),
+            self._summarize(False, max_det=big), self._summarize(False, area=1),
+            self._summarize(False, area=2), self._summarize(False, area=3),
+        ])
+
+    def _summarize(self, ap: bool, iou: float | None = None, area: int = 0, max_det: int = 100) -> float:
+        m = COCO_MAX_DETS.index(max_det)
+        values = self.precision if ap else self.recall
+        if iou is not None:
+            values = values[np.where(iou == COCO_IOU_THRESHOLDS)[0]]
+        values = values[..., area, m]
+        defined = values[values > -1]
+        return float(np.mean(defined)) if defined.size else -1.0
+
+    def per_class_ap(self) -> np.ndarray:
+        """AP per class and IoU threshold (area all, 100 detections): [K, T], -1 for classes without GT."""
+        values = self.precision[:, :, :, 0, -1]  # [T, R, K]
+        defined = values > -1
+        total = np.where(defined, values, 0.0).sum(axis=1)
+        count = defined.sum(axis=1)
+        return np.where(count > 0, total / np.maximum(count, 1), -1.0).T
+
+
+def coco_metrics(scores: np.ndarray, classes: np.ndarray, rank: np.ndarray, matched: np.ndarray, tp: np.ndarray,
+                 pred_in_range: np.ndarray, gt_classes: np.ndarray, gt_in_range: np.ndarray,
+                 num_classes: int) -> CocoMetrics:
+    """COCOeval ``accumulate`` over predictions in image order.
+
+    scores [N] float64, classes [N], rank [N], matched/tp [N, 10, 4] bool, pred_in_range [N, 4] bool,
+    gt_classes [M], gt_in_range [M, 4] bool.
+    """
+    order = np.argsort(-scores, kind="stable")  # mergesort over images concatenated in order
+    order = order[np.argsort(classes[order], kind="stable")]
+    sorted_classes = classes[order]
+    class_start = np.searchsorted(sorted_classes, np.arange(num_classes), side="left")
+    gt_count = np.stack([np.bincount(gt_classes[gt_in_range[:, a]], minlength=num_classes)
+                         for a in range(_N_A)], axis=1)  # [K, A] "npig"
+    any_match = np.flatnonzero(matched[order].any(axis=(1, 2)))
+    curves = _Curves(order[any_match], any_match, sorted_classes[any_match], class_start, num_classes)
+    precision = -np.ones((_N_T, RECALL_THRESHOLDS.size, num_classes, _N_A, len(COCO_MAX_DETS)))
+    recall = -np.ones((_N_T, num_classes, _N_A, len(COCO_MAX_DETS)))
+    for a in range(_N_A):
+        for m, max_det in enumerate(COCO_MAX_DETS):
+            eligible = pred_in_range[order, a] & (rank[order] < max_det)
+            eligible_before = np.concatenate(([0], np.cumsum(eligible)))  # exclusive prefix counts
+            q, rc = curves.sample(a, max_det, rank, matched, tp, pred_in_range, eligible_before, gt_count[:, a])
+            has_gt = gt_count[:, a] > 0
+            precision[:, :, has_gt, a, m] = q[:, has_gt].transpose(0, 2, 1)
+            recall[:, has_gt, a, m] = rc[:, has_gt]
+    return CocoMetrics(precision, recall)
+
+
+class _Curves:
+    """Precision/recall sampling at true-positive positions, for all thresholds and classes at once."""
+
+    def __init__(self, rows: np.ndarray, positions: np.ndarray, classes: np.ndarray, class_start: np.ndarray,
+                 num_classes: int) -> None:
+        self.rows = rows  # prediction rows of every prediction matched somewhere, in sorted order
+        self.positions = positions  # their positions in the (class, -score, image) order
+        self.classes = classes
+        self.class_start = class_start
+        self.num_classes = num_classes
+
+    def sample(self, a: int, max_det: int, rank: np.ndarray, matched: np.ndarray, tp: np.ndarray,
+               pred_in_range: np.ndarray, eligible_before: np.ndarray,
+               gt_count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Precision at the 101 recall thresholds [T, K, R] and final recall [T, K] for one (area, maxDet)."""
+        k_total = self.num_classes
+        live = matched[self.rows, :, a] & (rank[self.rows] < max_det)[:, None]  # [S, T]
+        t_index, j = np.nonzero(live.T)  # threshold-major, then position: segments (t, class) are contiguous
+        segment = t_index * k_total + self.classes[j]
+        in_range = pred_in_range[self.rows[j], a]
+        matched_in_range_before = _exclusive_segment_cumsum(in_range, segment)
+        eligible_in_class_before = (eligible_before[self.positions[j]]
+                                    - eligible_before[self.class_start[self.classes[j]]])
+        false_pos = eligible_in_class_before - matched_in_range_before
+        is_tp = tp[self.rows[j], t_index, a]
+        segment, false_pos = segment[is_tp], false_pos[is_tp].astype(np.float64)
+        true_pos = (_exclusive_segment_cumsum(np.ones(segment.size, dtype=np.int64), segment) + 1).astype(np.float64)
+        n_tp = np.bincount(segment, minlength=_N_T * k_total).reshape(_N_T, k_total)
+        npig = np.broadcast_to(gt_count, (_N_T, k_total)).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            final_recall = n_tp / npig
+        envelope = _segment_envelope(true_pos / (false_pos + true_pos + np.spacing(1)), segment, true_pos,
+                                     _N_T * k_total)
+        index = _recall_index(npig.reshape(-1), n_tp.reshape(-1))  # [T*K, R]
+        inside = index < n_tp.reshape(-1, 1)  # beyond the last true positive pycocotools leaves 0
+        if envelope.shape[1] == 0:
+            q = np.zeros(index.shape)
+        else:
+            picked = np.take_along_axis(envelope, np.minimum(index, envelope.shape[1] - 1), axis=1)
+            q = np.where(inside, picked, 0.0)
+        return q.reshape(_N_T, k_total, -1), final_recall
+
+
+def _exclusive_segment_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """For sorted ``segment`` ids: sum of ``values`` before each element inside its segment."""
+    running = np.cumsum(values) - values
+    if values.size == 0:
+        return running
+    first = np.searchsorted(segment, segment, side="left")
+    return running - running[first]
+
+
+def _segment_envelope(pr: np.ndarray, segment: np.ndarray, true_pos: np.ndarray, n_segments: int) -> np.ndarray:
+    """Reverse running max of precision inside each segment, padded to [n_segments, L] (pad = -inf)."""
+    width = int(true_pos.max()) if true_pos.size else 0
+    grid = np.full((n_segments, width), -np.inf)
+    grid[segment, true_pos.astype(np.int64) - 1] = pr
+    return np.flip(np.maximum.accumulate(np.flip(grid, axis=1), axis=1), axis=1)
+
+
+def _recall_index(npig: np.ndarray, n_tp: np.ndarray) -> np.ndarray:
+    """``searchsorted(i / npig for i in 1..n_tp, RECALL_THRESHOLDS, 'left')`` per segment, exactly: [S, R].
+
+    Counts i >= 1 with fl(i / npig) < thr: start from floor(thr * npig) and fix the estimate with the
+    exact float64 comparison (it is off by at most one step either way).
+    """
+    npig = np.where(npig > 0, npig, 1.0)[:, None]
+    count = np.floor(RECALL_THRESHOLDS[None, :] * npig)
+    for _ in range(4):
+        count = np.where((count + 1) / npig < RECALL_THRESHOLDS, count + 1, count)
+        count = np.where((count >= 1) & (count / npig >= RECALL_THRESHOLDS), count - 1, count)
+    return np.minimum(count.astype(np.int64), n_tp[:, None])
