@@ -7,7 +7,7 @@ scaled up. Boxes map back with the recorded gain and padding.
 
 Decoding runs on worker threads (PIL releases the GIL while decoding and resizing) with a bounded number
 of batches in flight, so the forward pass does not wait when decoding is faster. Large JPEGs are decoded
-with draft mode (DCT scaling) when they are at least twice the target size. Resized images are kept in
+with draft mode (DCT scaling) when they are at least four times the target size. Resized images are kept in
 the ``image`` cache keyed by (file, size, mtime_ns, imgsz) (uploads: by content digest), so validating the
 same set again skips decoding. A bad image never stops the pass: it is reported in its batch's
 ``failures`` and left out.
@@ -34,7 +34,11 @@ from smartcash_core.data.letterbox import rect_batch_shapes, resize_area, resize
 
 PAD_VALUE = 114  # YOLOv5's letterbox grey
 RECT_PAD = 0.5  # val.py pads rectangular batch shapes by half a stride
-DRAFT_MIN_FACTOR = 2  # use JPEG draft decoding only when the file is at least this many times the target
+# JPEG draft (DCT-scaled) decoding only for files at least this many times the target size, and only down to
+# twice the target, so the final area resize still sets the pixels: at 2x (e.g. 640x480 -> 320) the exact
+# decode + cv2-faithful resize reproduces YOLOv5 val bit for bit, which draft decoding would not.
+DRAFT_MIN_FACTOR = 4
+DRAFT_KEEP_FACTOR = 2
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
 _EXIF_ORIENTATION = 0x0112
 
@@ -129,7 +133,8 @@ def _decode_resized(ref: ImageRef, imgsz: int, draft: bool) -> torch.Tensor:
         target_w, target_h = resized_size(shown_w, shown_h, imgsz)
         if draft and image.format == "JPEG" and shown_w >= DRAFT_MIN_FACTOR * target_w:
             # DCT-scaled decoding: never smaller than the request, far cheaper than a full decode
-            image.draft("RGB", (target_h, target_w) if swapped else (target_w, target_h))
+            keep_w, keep_h = DRAFT_KEEP_FACTOR * target_w, DRAFT_KEEP_FACTOR * target_h
+            image.draft("RGB", (keep_h, keep_w) if swapped else (keep_w, keep_h))
         try:
             rgb = image.convert("RGB")
         except (OSError, ValueError, SyntaxError) as exc:
