@@ -117,25 +117,37 @@ def _random_colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> R
 
 
 def _background(rng: np.random.Generator, width: int, height: int, config: DomainConfig) -> Image.Image:
-    """A gradient blended with coarse colour noise, a sine texture and fine pixel noise, ``[H, W, 3]``."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    """A gradient blended with coarse colour noise, a sine texture and fine pixel noise, ``[H, W, 3]``.
+
+    Everything is float32 and built from broadcast ``[1, W]`` / ``[H, 1]`` axes: this is the generator's
+    hot spot.
+    """
+    xs = np.arange(width, dtype=np.float32)[None, :]
+    ys = np.arange(height, dtype=np.float32)[:, None]
     angle = rng.uniform(0, 2 * math.pi)
-    ramp = (xs * math.cos(angle) + ys * math.sin(angle)) / max(width, height)
-    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
-    start, end = np.array(_random_colour(rng, 40, 220)), np.array(_random_colour(rng, 40, 220))
-    image = start + ramp[..., None] * (end - start)
+    ramp = (xs * np.float32(math.cos(angle)) + ys * np.float32(math.sin(angle))) / max(width, height)
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
+    start = np.asarray(_random_colour(rng, 40, 220), dtype=np.float32)
+    end = np.asarray(_random_colour(rng, 40, 220), dtype=np.float32)
 
     cells = int(rng.integers(config.background_cells[0], config.background_cells[1] + 1))
     coarse = rng.integers(0, 256, size=(cells, cells, 3), dtype=np.uint8)
     coarse_up = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BILINEAR))
-    image = image * (1 - 0.35) + coarse_up * 0.35
 
+    # sin(a x + b y) expanded so that only [1, W] and [H, 1] vectors go through sin/cos.
     frequency = rng.uniform(0.02, 0.2)
-    texture = np.sin((xs * rng.uniform(-1, 1) + ys * rng.uniform(-1, 1)) * frequency)
-    image += texture[..., None] * rng.uniform(0, 18)
+    phase_x = xs * np.float32(rng.uniform(-1, 1) * frequency)
+    phase_y = ys * np.float32(rng.uniform(-1, 1) * frequency)
+    texture = np.sin(phase_x) * np.cos(phase_y) + np.cos(phase_x) * np.sin(phase_y)
+    amplitude = np.float32(rng.uniform(0, 18))
+    noise = rng.integers(
+        -config.background_noise, config.background_noise + 1, size=(height, width), dtype=np.int16
+    )
+    grey = texture * amplitude + noise
 
-    noise = rng.integers(-config.background_noise, config.background_noise + 1, size=(height, width, 1))
-    image += noise
+    image = ramp[..., None] * ((end - start) * np.float32(0.65)) + start * np.float32(0.65)
+    image += coarse_up * np.float32(0.35)
+    image += grey[..., None]
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
 
 
