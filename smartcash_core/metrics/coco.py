@@ -13,6 +13,7 @@ false-positive count before a true positive is (eligible detections before it) -
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,16 @@ class CocoMatch:
     tp: np.ndarray
 
 
-def coco_match(pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_classes: np.ndarray, pred_image: np.ndarray,
-               gt_boxes: np.ndarray, gt_classes: np.ndarray, gt_image: np.ndarray, num_classes: int) -> CocoMatch:
+def coco_match(
+    pred_boxes: np.ndarray,
+    pred_scores: np.ndarray,
+    pred_classes: np.ndarray,
+    pred_image: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_classes: np.ndarray,
+    gt_image: np.ndarray,
+    num_classes: int,
+) -> CocoMatch:
     """COCOeval ``evaluateImg`` for every (image, class) of a batch; boxes xyxy [N, 4] / [M, 4]."""
     n_pred = pred_boxes.shape[0]
     pred_key = pred_image * num_classes + pred_classes
@@ -66,11 +75,18 @@ def coco_match(pred_boxes: np.ndarray, pred_scores: np.ndarray, pred_classes: np
     gt_ignored = ~area_in_range(gt_boxes)
     pair_round = _round_of_pairs(pair_pred, pred_key, rank)
     order = np.lexsort((pair_pred, pair_round))  # stable: ground truth order kept inside a prediction
-    pair_pred, pair_gt, pair_iou, pair_round = pair_pred[order], pair_gt[order], pair_iou[order], pair_round[order]
+    pair_pred, pair_gt, pair_iou, pair_round = (
+        pair_pred[order],
+        pair_gt[order],
+        pair_iou[order],
+        pair_round[order],
+    )
     taken = np.zeros((_N_T, _N_A, gt_boxes.shape[0]), dtype=bool)
     round_bounds = np.searchsorted(pair_round, np.arange(int(pair_round[-1]) + 2), side="left")
-    for start, end in zip(round_bounds[:-1], round_bounds[1:], strict=True):
-        _match_round(pair_pred[start:end], pair_gt[start:end], pair_iou[start:end], gt_ignored, taken, matched, tp)
+    for start, end in itertools.pairwise(round_bounds):
+        _match_round(
+            pair_pred[start:end], pair_gt[start:end], pair_iou[start:end], gt_ignored, taken, matched, tp
+        )
     return CocoMatch(rank, matched, tp)
 
 
@@ -96,8 +112,15 @@ def _round_of_pairs(pair_pred: np.ndarray, pred_key: np.ndarray, rank: np.ndarra
     return round_of_pred[np.searchsorted(preds, pair_pred)]
 
 
-def _match_round(pair_pred: np.ndarray, pair_gt: np.ndarray, pair_iou: np.ndarray, gt_ignored: np.ndarray,
-                 taken: np.ndarray, matched: np.ndarray, tp: np.ndarray) -> None:
+def _match_round(
+    pair_pred: np.ndarray,
+    pair_gt: np.ndarray,
+    pair_iou: np.ndarray,
+    gt_ignored: np.ndarray,
+    taken: np.ndarray,
+    matched: np.ndarray,
+    tp: np.ndarray,
+) -> None:
     """One detection per group; all thresholds [T] and area ranges [A] at once on arrays [T, A, P]."""
     starts = segment_starts(pair_pred)
     segment = np.repeat(np.arange(starts.size), np.diff(np.append(starts, pair_pred.size)))
@@ -129,13 +152,22 @@ class CocoMetrics:
     def stats(self) -> np.ndarray:
         """The 12 numbers of ``COCOeval.summarize()`` (``COCOeval.stats``)."""
         big = COCO_MAX_DETS[-1]
-        return np.array([
-            self._summarize(True), self._summarize(True, iou=0.5), self._summarize(True, iou=0.75),
-            self._summarize(True, area=1), self._summarize(True, area=2), self._summarize(True, area=3),
-            self._summarize(False, max_det=COCO_MAX_DETS[0]), self._summarize(False, max_det=COCO_MAX_DETS[1]),
-            self._summarize(False, max_det=big), self._summarize(False, area=1),
-            self._summarize(False, area=2), self._summarize(False, area=3),
-        ])
+        return np.array(
+            [
+                self._summarize(True),
+                self._summarize(True, iou=0.5),
+                self._summarize(True, iou=0.75),
+                self._summarize(True, area=1),
+                self._summarize(True, area=2),
+                self._summarize(True, area=3),
+                self._summarize(False, max_det=COCO_MAX_DETS[0]),
+                self._summarize(False, max_det=COCO_MAX_DETS[1]),
+                self._summarize(False, max_det=big),
+                self._summarize(False, area=1),
+                self._summarize(False, area=2),
+                self._summarize(False, area=3),
+            ]
+        )
 
     def _summarize(self, ap: bool, iou: float | None = None, area: int = 0, max_det: int = 100) -> float:
         m = COCO_MAX_DETS.index(max_det)
@@ -155,29 +187,46 @@ class CocoMetrics:
         return np.where(count > 0, total / np.maximum(count, 1), -1.0).T
 
 
-def coco_metrics(scores: np.ndarray, classes: np.ndarray, rank: np.ndarray, matched: np.ndarray, tp: np.ndarray,
-                 pred_in_range: np.ndarray, gt_classes: np.ndarray, gt_in_range: np.ndarray,
-                 num_classes: int) -> CocoMetrics:
+def coco_metrics(
+    scores: np.ndarray,
+    classes: np.ndarray,
+    rank: np.ndarray,
+    pred_in_range: np.ndarray,
+    matched_rows: np.ndarray,
+    matched: np.ndarray,
+    tp: np.ndarray,
+    gt_classes: np.ndarray,
+    gt_in_range: np.ndarray,
+    num_classes: int,
+) -> CocoMetrics:
     """COCOeval ``accumulate`` over predictions in image order.
 
-    scores [N] float64, classes [N], rank [N], matched/tp [N, 10, 4] bool, pred_in_range [N, 4] bool,
-    gt_classes [M], gt_in_range [M, 4] bool.
+    scores [N] float64, classes [N], rank [N], pred_in_range [N, 4] bool; ``matched_rows`` [S] are the rows
+    matched at some (threshold, area) and matched/tp [S, 10, 4] bool their outcomes (other rows are
+    unmatched everywhere); gt_classes [M], gt_in_range [M, 4] bool.
     """
     order = np.argsort(-scores, kind="stable")  # mergesort over images concatenated in order
     order = order[np.argsort(classes[order], kind="stable")]
     sorted_classes = classes[order]
     class_start = np.searchsorted(sorted_classes, np.arange(num_classes), side="left")
-    gt_count = np.stack([np.bincount(gt_classes[gt_in_range[:, a]], minlength=num_classes)
-                         for a in range(_N_A)], axis=1)  # [K, A] "npig"
-    any_match = np.flatnonzero(matched[order].any(axis=(1, 2)))
-    curves = _Curves(order[any_match], any_match, sorted_classes[any_match], class_start, num_classes)
+    gt_count = np.stack(
+        [np.bincount(gt_classes[gt_in_range[:, a]], minlength=num_classes) for a in range(_N_A)], axis=1
+    )  # [K, A] "npig"
+    position = np.empty(order.size, dtype=np.int64)
+    position[order] = np.arange(order.size)
+    by_position = np.argsort(position[matched_rows])
+    matched_rows, matched, tp = matched_rows[by_position], matched[by_position], tp[by_position]
+    positions = position[matched_rows]
+    curves = _Curves(matched_rows, positions, sorted_classes[positions], class_start, num_classes)
     precision = -np.ones((_N_T, RECALL_THRESHOLDS.size, num_classes, _N_A, len(COCO_MAX_DETS)))
     recall = -np.ones((_N_T, num_classes, _N_A, len(COCO_MAX_DETS)))
     for a in range(_N_A):
         for m, max_det in enumerate(COCO_MAX_DETS):
             eligible = pred_in_range[order, a] & (rank[order] < max_det)
             eligible_before = np.concatenate(([0], np.cumsum(eligible)))  # exclusive prefix counts
-            q, rc = curves.sample(a, max_det, rank, matched, tp, pred_in_range, eligible_before, gt_count[:, a])
+            q, rc = curves.sample(
+                a, max_det, rank, matched, tp, pred_in_range, eligible_before, gt_count[:, a]
+            )
             has_gt = gt_count[:, a] > 0
             precision[:, :, has_gt, a, m] = q[:, has_gt].transpose(0, 2, 1)
             recall[:, has_gt, a, m] = rc[:, has_gt]
@@ -187,36 +236,57 @@ def coco_metrics(scores: np.ndarray, classes: np.ndarray, rank: np.ndarray, matc
 class _Curves:
     """Precision/recall sampling at true-positive positions, for all thresholds and classes at once."""
 
-    def __init__(self, rows: np.ndarray, positions: np.ndarray, classes: np.ndarray, class_start: np.ndarray,
-                 num_classes: int) -> None:
+    def __init__(
+        self,
+        rows: np.ndarray,
+        positions: np.ndarray,
+        classes: np.ndarray,
+        class_start: np.ndarray,
+        num_classes: int,
+    ) -> None:
         self.rows = rows  # prediction rows of every prediction matched somewhere, in sorted order
         self.positions = positions  # their positions in the (class, -score, image) order
         self.classes = classes
         self.class_start = class_start
         self.num_classes = num_classes
 
-    def sample(self, a: int, max_det: int, rank: np.ndarray, matched: np.ndarray, tp: np.ndarray,
-               pred_in_range: np.ndarray, eligible_before: np.ndarray,
-               gt_count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Precision at the 101 recall thresholds [T, K, R] and final recall [T, K] for one (area, maxDet)."""
+    def sample(
+        self,
+        a: int,
+        max_det: int,
+        rank: np.ndarray,
+        matched: np.ndarray,
+        tp: np.ndarray,
+        pred_in_range: np.ndarray,
+        eligible_before: np.ndarray,
+        gt_count: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Precision at the 101 recall thresholds [T, K, R] and final recall [T, K] for one (area, maxDet).
+
+        ``matched`` / ``tp`` [S, T, A] belong to ``self.rows``.
+        """
         k_total = self.num_classes
-        live = matched[self.rows, :, a] & (rank[self.rows] < max_det)[:, None]  # [S, T]
+        live = matched[:, :, a] & (rank[self.rows] < max_det)[:, None]  # [S, T]
         t_index, j = np.nonzero(live.T)  # threshold-major, then position: segments (t, class) are contiguous
         segment = t_index * k_total + self.classes[j]
         in_range = pred_in_range[self.rows[j], a]
         matched_in_range_before = _exclusive_segment_cumsum(in_range, segment)
-        eligible_in_class_before = (eligible_before[self.positions[j]]
-                                    - eligible_before[self.class_start[self.classes[j]]])
+        eligible_in_class_before = (
+            eligible_before[self.positions[j]] - eligible_before[self.class_start[self.classes[j]]]
+        )
         false_pos = eligible_in_class_before - matched_in_range_before
-        is_tp = tp[self.rows[j], t_index, a]
+        is_tp = tp[j, t_index, a]
         segment, false_pos = segment[is_tp], false_pos[is_tp].astype(np.float64)
-        true_pos = (_exclusive_segment_cumsum(np.ones(segment.size, dtype=np.int64), segment) + 1).astype(np.float64)
+        true_pos = (_exclusive_segment_cumsum(np.ones(segment.size, dtype=np.int64), segment) + 1).astype(
+            np.float64
+        )
         n_tp = np.bincount(segment, minlength=_N_T * k_total).reshape(_N_T, k_total)
         npig = np.broadcast_to(gt_count, (_N_T, k_total)).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             final_recall = n_tp / npig
-        envelope = _segment_envelope(true_pos / (false_pos + true_pos + np.spacing(1)), segment, true_pos,
-                                     _N_T * k_total)
+        envelope = _segment_envelope(
+            true_pos / (false_pos + true_pos + np.spacing(1)), segment, true_pos, _N_T * k_total
+        )
         index = _recall_index(npig.reshape(-1), n_tp.reshape(-1))  # [T*K, R]
         inside = index < n_tp.reshape(-1, 1)  # beyond the last true positive pycocotools leaves 0
         if envelope.shape[1] == 0:
@@ -236,7 +306,9 @@ def _exclusive_segment_cumsum(values: np.ndarray, segment: np.ndarray) -> np.nda
     return running - running[first]
 
 
-def _segment_envelope(pr: np.ndarray, segment: np.ndarray, true_pos: np.ndarray, n_segments: int) -> np.ndarray:
+def _segment_envelope(
+    pr: np.ndarray, segment: np.ndarray, true_pos: np.ndarray, n_segments: int
+) -> np.ndarray:
     """Reverse running max of precision inside each segment, padded to [n_segments, L] (pad = -inf)."""
     width = int(true_pos.max()) if true_pos.size else 0
     grid = np.full((n_segments, width), -np.inf)

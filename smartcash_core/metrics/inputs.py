@@ -45,13 +45,17 @@ def to_numpy(value: ArrayLike) -> np.ndarray:
     return np.asarray(value)
 
 
-def _concat(parts: Sequence[ArrayLike]) -> np.ndarray:
-    """Concatenate per-image parts; torch parts are concatenated on their device and copied once."""
+def _concat(parts: Sequence[ArrayLike], width: int) -> np.ndarray:
+    """Concatenate per-image parts as [rows, width] (width 1: flat [rows]); torch parts are joined on
+    their device and copied to the host once. Row counts were checked by ``_row_counts`` already."""
+    shape = (-1, width) if width > 1 else (-1,)
     if parts and all(hasattr(part, "detach") for part in parts):
         import torch  # only reached when the caller already uses torch
 
-        return to_numpy(torch.cat([part.reshape(part.shape[0], -1) for part in parts]))
-    return np.concatenate([to_numpy(part).reshape(len(part), -1) for part in parts]) if parts else np.zeros((0, 1))
+        return to_numpy(torch.cat([part.reshape(shape) for part in parts]))
+    if not parts:
+        return np.zeros((0, width) if width > 1 else (0,))
+    return np.concatenate([np.asarray(to_numpy(part)).reshape(shape) for part in parts])
 
 
 def flatten_images(
@@ -64,8 +68,13 @@ def flatten_images(
     num_classes: int,
 ) -> FlatBatch:
     """Check lengths per image, concatenate, and validate values (see ``validate_batch``)."""
-    lists = {"pred_boxes": pred_boxes, "pred_scores": pred_scores, "pred_classes": pred_classes,
-             "gt_boxes": gt_boxes, "gt_classes": gt_classes}
+    lists = {
+        "pred_boxes": pred_boxes,
+        "pred_scores": pred_scores,
+        "pred_classes": pred_classes,
+        "gt_boxes": gt_boxes,
+        "gt_classes": gt_classes,
+    }
     for name, parts in lists.items():
         if len(parts) != len(image_ids):
             raise ValueError(f"{name} has {len(parts)} images but the batch has {len(image_ids)}")
@@ -73,34 +82,52 @@ def flatten_images(
     gt_counts = _row_counts("gt", gt_boxes, None, gt_classes, image_ids)
     positions = np.arange(len(image_ids), dtype=np.int64)
     batch = FlatBatch(
-        pred_boxes=_boxes(_concat(pred_boxes), "pred_boxes"),
-        pred_scores=_concat(pred_scores).reshape(-1).astype(np.float64, copy=False),
-        pred_classes=_classes(_concat(pred_classes), "pred_classes"),
+        pred_boxes=_boxes(_concat(pred_boxes, 4), "pred_boxes"),
+        pred_scores=_concat(pred_scores, 1).reshape(-1).astype(np.float64, copy=False),
+        pred_classes=_classes(_concat(pred_classes, 1), "pred_classes"),
         pred_image=np.repeat(positions, pred_counts),
-        gt_boxes=_boxes(_concat(gt_boxes), "gt_boxes"),
-        gt_classes=_classes(_concat(gt_classes), "gt_classes"),
+        gt_boxes=_boxes(_concat(gt_boxes, 4), "gt_boxes"),
+        gt_classes=_classes(_concat(gt_classes, 1), "gt_classes"),
         gt_image=np.repeat(positions, gt_counts),
         image_ids=image_ids,
     )
     validate_batch(batch, num_classes)
-    return replace(batch, pred_classes=batch.pred_classes.astype(np.int64, copy=False),
-                   gt_classes=batch.gt_classes.astype(np.int64, copy=False))
+    return replace(
+        batch,
+        pred_classes=batch.pred_classes.astype(np.int64, copy=False),
+        gt_classes=batch.gt_classes.astype(np.int64, copy=False),
+    )
 
 
-def _row_counts(kind: str, boxes: Sequence[ArrayLike], scores: Sequence[ArrayLike] | None,
-                classes: Sequence[ArrayLike], image_ids: np.ndarray) -> np.ndarray:
+def _row_counts(
+    kind: str,
+    boxes: Sequence[ArrayLike],
+    scores: Sequence[ArrayLike] | None,
+    classes: Sequence[ArrayLike],
+    image_ids: np.ndarray,
+) -> np.ndarray:
     """Rows per image; mismatched lengths between the arrays of one image raise ``ValueError``."""
-    counts = np.fromiter((_num_boxes(b, f"{kind}_boxes", int(i)) for b, i in zip(boxes, image_ids, strict=True)),
-                         dtype=np.int64, count=len(boxes))
-    others = {f"{kind}_classes": classes} if scores is None else {"pred_scores": scores, "pred_classes": classes}
+    counts = np.fromiter(
+        (_num_boxes(b, f"{kind}_boxes", int(i)) for b, i in zip(boxes, image_ids, strict=True)),
+        dtype=np.int64,
+        count=len(boxes),
+    )
+    others = (
+        {f"{kind}_classes": classes} if scores is None else {"pred_scores": scores, "pred_classes": classes}
+    )
     for name, parts in others.items():
-        lengths = np.fromiter((int(np.prod(part.shape)) if hasattr(part, "shape") else len(part) for part in parts),
-                              dtype=np.int64, count=len(parts))
+        lengths = np.fromiter(
+            (int(np.prod(part.shape)) if hasattr(part, "shape") else len(part) for part in parts),
+            dtype=np.int64,
+            count=len(parts),
+        )
         bad = np.flatnonzero(lengths != counts)
         if bad.size:
             first = int(bad[0])
-            raise ValueError(f"{name} of image {int(image_ids[first])} has {int(lengths[first])} entries but "
-                             f"{kind}_boxes has {int(counts[first])} boxes: one entry per box is needed")
+            raise ValueError(
+                f"{name} of image {int(image_ids[first])} has {int(lengths[first])} entries but "
+                f"{kind}_boxes has {int(counts[first])} boxes: one entry per box is needed"
+            )
     return counts
 
 
@@ -137,14 +164,18 @@ def validate_batch(batch: FlatBatch, num_classes: int) -> None:
     Rejected: NaN/inf boxes or scores, x2 < x1 or y2 < y1 (negative sizes), class ids outside
     ``0..num_classes-1``.
     """
-    for name, boxes, image in (("pred_boxes", batch.pred_boxes, batch.pred_image),
-                               ("gt_boxes", batch.gt_boxes, batch.gt_image)):
+    for name, boxes, image in (
+        ("pred_boxes", batch.pred_boxes, batch.pred_image),
+        ("gt_boxes", batch.gt_boxes, batch.gt_image),
+    ):
         _reject_rows(name, ~np.isfinite(boxes).all(axis=1), image, batch, "is not finite (NaN or inf)")
         negative = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
         _reject_rows(name, negative, image, batch, "has x2 < x1 or y2 < y1 (negative size); boxes are xyxy")
     _reject_rows("pred_scores", ~np.isfinite(batch.pred_scores), batch.pred_image, batch, "is not finite")
-    for name, classes, image in (("pred_classes", batch.pred_classes, batch.pred_image),
-                                 ("gt_classes", batch.gt_classes, batch.gt_image)):
+    for name, classes, image in (
+        ("pred_classes", batch.pred_classes, batch.pred_image),
+        ("gt_classes", batch.gt_classes, batch.gt_image),
+    ):
         if classes.dtype.kind == "f":
             fractional = ~np.isfinite(classes) | (classes != np.round(classes))
             _reject_rows(name, fractional, image, batch, "is not an integer class id")
@@ -159,5 +190,7 @@ def _reject_rows(name: str, bad: np.ndarray, image: np.ndarray, batch: FlatBatch
     flat_row = int(rows[0])
     position = int(image[flat_row])
     row_in_image = flat_row - int(np.searchsorted(image, position, side="left"))
-    raise ValueError(f"{name} of image {int(batch.image_ids[position])} (batch position {position}), "
-                     f"row {row_in_image} {reason}")
+    raise ValueError(
+        f"{name} of image {int(batch.image_ids[position])} (batch position {position}), "
+        f"row {row_in_image} {reason}"
+    )

@@ -21,8 +21,15 @@ _PX = np.linspace(0, 1, 1000)
 _RECALL_POINTS = np.linspace(0, 1, 101)
 
 
-def yolo_hits(pred_boxes: np.ndarray, pred_classes: np.ndarray, pred_image: np.ndarray,
-              gt_boxes: np.ndarray, gt_classes: np.ndarray, gt_image: np.ndarray, num_classes: int) -> np.ndarray:
+def yolo_hits(
+    pred_boxes: np.ndarray,
+    pred_classes: np.ndarray,
+    pred_image: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_classes: np.ndarray,
+    gt_image: np.ndarray,
+    num_classes: int,
+) -> np.ndarray:
     """True positives per prediction and IoU threshold, [N, 10] bool.
 
     Boxes are xyxy [N, 4] / [M, 4]; ``*_image`` are non-decreasing image positions. Rows of one image keep
@@ -45,13 +52,15 @@ def yolo_hits(pred_boxes: np.ndarray, pred_classes: np.ndarray, pred_image: np.n
     _mark_first_prediction_per_gt(hits, preds, best_gt, best_iou)
     tied = np.add.reduceat(at_best, starts) > 1
     for position in np.unique(pred_image[preds[tied]]):
-        _rematch_image_literally(hits, int(position), pred_boxes, pred_classes, pred_image,
-                                 gt_boxes, gt_classes, gt_image)
+        _rematch_image_literally(
+            hits, int(position), pred_boxes, pred_classes, pred_image, gt_boxes, gt_classes, gt_image
+        )
     return hits
 
 
-def _mark_first_prediction_per_gt(hits: np.ndarray, preds: np.ndarray, best_gt: np.ndarray,
-                                  best_iou: np.ndarray) -> None:
+def _mark_first_prediction_per_gt(
+    hits: np.ndarray, preds: np.ndarray, best_gt: np.ndarray, best_iou: np.ndarray
+) -> None:
     order = np.lexsort((preds, best_gt))  # by ground truth, then prediction row
     for t, threshold in enumerate(YOLO_IOU_THRESHOLDS):
         selected = order[best_iou[order] >= threshold]
@@ -59,9 +68,16 @@ def _mark_first_prediction_per_gt(hits: np.ndarray, preds: np.ndarray, best_gt: 
         hits[preds[winners], t] = True
 
 
-def _rematch_image_literally(hits: np.ndarray, position: int, pred_boxes: np.ndarray, pred_classes: np.ndarray,
-                             pred_image: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray,
-                             gt_image: np.ndarray) -> None:
+def _rematch_image_literally(
+    hits: np.ndarray,
+    position: int,
+    pred_boxes: np.ndarray,
+    pred_classes: np.ndarray,
+    pred_image: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_classes: np.ndarray,
+    gt_image: np.ndarray,
+) -> None:
     """YOLOv5's ``process_batch`` for one image, step by step (same arrays, same sorts)."""
     pred_rows = np.flatnonzero(pred_image == position)
     gt_rows = np.flatnonzero(gt_image == position)
@@ -102,8 +118,9 @@ class YoloMetrics:
         return float(self.ap.mean(1).mean()) if self.ap.size else 0.0
 
 
-def yolo_metrics(hits: np.ndarray, scores: np.ndarray, pred_classes: np.ndarray,
-                 gt_classes: np.ndarray) -> YoloMetrics:
+def yolo_metrics(
+    hits: np.ndarray, scores: np.ndarray, pred_classes: np.ndarray, gt_classes: np.ndarray
+) -> YoloMetrics:
     """YOLOv5 7.0 ``ap_per_class`` on predictions concatenated in image order.
 
     hits [N, 10] bool, scores [N] (cast to float32 as YOLOv5's tensors are), pred_classes [N], gt_classes [M].
@@ -124,7 +141,7 @@ def yolo_metrics(hits: np.ndarray, scores: np.ndarray, pred_classes: np.ndarray,
     ap = np.zeros((n_classes, hits.shape[1]))
     p_curve, r_curve = np.zeros((n_classes, _PX.size)), np.zeros((n_classes, _PX.size))
     for ci in range(n_classes):
-        rows = by_class[class_starts[ci]:class_ends[ci]]
+        rows = by_class[class_starts[ci] : class_ends[ci]]
         if rows.size:
             ap[ci], p_curve[ci], r_curve[ci] = _class_curves(hits[rows], conf[rows], int(gt_counts[ci]))
     f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + _EPS)
@@ -132,7 +149,9 @@ def yolo_metrics(hits: np.ndarray, scores: np.ndarray, pred_classes: np.ndarray,
     return YoloMetrics(classes, ap, p_curve[:, best], r_curve[:, best], f1_curve[:, best])
 
 
-def _class_curves(tp: np.ndarray, conf: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _class_curves(
+    tp: np.ndarray, conf: np.ndarray, n_labels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """AP [10] and the precision/recall curves [1000] of one class (rows in confidence order)."""
     tpc = tp.cumsum(0)
     fpc = (1 - tp).cumsum(0)
