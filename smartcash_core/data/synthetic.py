@@ -314,7 +314,7 @@ def _render_note(
     NOTE_PATTERNS[denomination](draw, w, h, _blend(ink, base, 0.45), float(rng.uniform(0, 2 * math.pi)))
     draw.rectangle((0, 0, w - 1, h - 1), outline=ink, width=max(2, h // 40))
     # An unlabelled "portrait" so the model must not treat every blob on a note as a feature.
-    portrait = _fraction_box(w, h, 0.50, 0.46, 0.68, 0.88)
+    portrait = _fraction_box(w, h, 0.53, 0.46, 0.71, 0.88)
     draw.ellipse(portrait, fill=_blend(ink, base, 0.2), outline=ink)
 
     labels: list[PixelBox] = []
@@ -334,8 +334,9 @@ def _draw_authentication_features(
     present = rng.random(3) < probability
     labels: list[PixelBox] = []
     if present[0]:
-        thread_x = w * rng.uniform(0.36, 0.42)
-        thread_w = max(5.0, w * 0.06)
+        # Wider than a real thread so the box stays >= ~10 px at 320 px training size (learnable IoU).
+        thread_x = w * rng.uniform(0.34, 0.40)
+        thread_w = max(6.0, w * 0.11)
         box = (round(thread_x), 0, round(thread_x + thread_w), h)
         _draw_thread(draw, box)
         labels.append((SECURITY_THREAD_CLASS, *map(float, box)))

@@ -75,7 +75,7 @@ def test_labels_are_normalized_and_features_are_not_tiny(synthetic_dataset: Path
         assert np.all(boxes[:, :2] + boxes[:, 2:] / 2 <= 1 + 1e-6)
         # The smallest side of the fixture's 320x240 boxes: features must stay learnable at 320 px.
         sides = np.minimum(boxes[:, 2] * 320, boxes[:, 3] * 240)
-        assert sides.min() >= 5.0
+        assert sides.min() >= 9.0
 
 
 def test_every_note_has_its_nominal_feature_inside_it(synthetic_dataset: Path) -> None:
