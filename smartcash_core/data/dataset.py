@@ -24,6 +24,7 @@ import io
 import math
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -45,6 +46,8 @@ LABEL_COLUMNS = 5
 EXIF_ORIENTATION_TAG = 0x0112
 EXIF_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
 DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+PROBE_THREADS = 8  # header probing is I/O bound; threads overlap it
+PROBE_IMAGES_PER_THREAD = 64  # small datasets stay single-threaded
 
 
 @dataclass(frozen=True)
@@ -372,9 +375,14 @@ def _names_from_yaml(names: Any, yaml_path: Path) -> list[str] | None:
 def _index_images(
     root: Path, image_paths: Iterable[Path], num_classes: int, report: list[ReportEntry]
 ) -> DatasetIndex:
+    """Probe images and parse labels; threads overlap the file I/O, results keep the sorted order."""
+    ordered = sorted(set(image_paths), key=str)
+    workers = min(PROBE_THREADS, max(1, len(ordered) // PROBE_IMAGES_PER_THREAD))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda path: _sample_from_file(root, path, num_classes), ordered))
     samples: list[Sample] = []
-    for image_path in sorted(set(image_paths), key=str):
-        sample = _sample_from_file(root, image_path, num_classes, report)
+    for sample, problems in results:
+        report.extend(problems)
         if sample is not None:
             samples.append(sample)
     return DatasetIndex(samples=samples, report=report, root=root)
@@ -388,19 +396,18 @@ def _relative_name(root: Path, path: Path) -> str:
 
 
 def _sample_from_file(
-    root: Path, image_path: Path, num_classes: int, report: list[ReportEntry]
-) -> Sample | None:
+    root: Path, image_path: Path, num_classes: int
+) -> tuple[Sample | None, list[ReportEntry]]:
     name = _relative_name(root, image_path)
     shape, reason = probe_image(image_path)
     if shape is None:
-        report.append(ReportEntry(name, None, reason))
-        return None
+        return None, [ReportEntry(name, None, reason)]
     label_path = label_path_for(image_path)
     labels, problems = _read_label_file(root, label_path, num_classes)
-    report.extend(problems)
     if labels is None:
-        return None
-    return Sample(name=name, labels=labels, image_path=image_path, shape=shape, label_path=label_path)
+        return None, problems
+    sample = Sample(name=name, labels=labels, image_path=image_path, shape=shape, label_path=label_path)
+    return sample, problems
 
 
 def _read_label_file(
