@@ -345,8 +345,10 @@ class DetectionEvaluator:
         )
         n_pred = match.rank.shape[0]
         self._append(f"{view}_rank", match.rank)
-        self._append(f"{view}_matched_bits", np.packbits(match.matched.reshape(n_pred, -1), axis=1))
-        self._append(f"{view}_tp_bits", np.packbits(match.tp.reshape(n_pred, -1), axis=1))
+        self._append(
+            f"{view}_matched_bits", np.packbits(match.matched.reshape(n_pred, _COCO_OUTCOMES), axis=1)
+        )
+        self._append(f"{view}_tp_bits", np.packbits(match.tp.reshape(n_pred, _COCO_OUTCOMES), axis=1))
 
     def _view_classes(
         self, view: str, pred_classes: np.ndarray, gt_classes: np.ndarray

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-Image = dict[str, Any]  # {"width", "height", "gt": [[x1, y1, x2, y2, cls]], "pred": [[x1, y1, x2, y2, conf, cls]]}
+Image = dict[
+    str, Any
+]  # {"width", "height", "gt": [[x1, y1, x2, y2, cls]], "pred": [[x1, y1, x2, y2, conf, cls]]}
 
 
 def _box_iou32(labels: torch.Tensor, dets: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -64,8 +66,14 @@ def yolo_reference(images: Sequence[Image]) -> dict[str, Any]:
         pred = torch.tensor(image["pred"], dtype=torch.float32).reshape(-1, 6)
         if len(pred) == 0:
             if len(labels):
-                stats.append((np.zeros((0, 10), bool), np.zeros(0, np.float32), np.zeros(0, np.float32),
-                              labels[:, 0].numpy()))
+                stats.append(
+                    (
+                        np.zeros((0, 10), bool),
+                        np.zeros(0, np.float32),
+                        np.zeros(0, np.float32),
+                        labels[:, 0].numpy(),
+                    )
+                )
             continue
         correct = _process_batch(pred, labels, iouv) if len(labels) else np.zeros((len(pred), 10), bool)
         stats.append((correct, pred[:, 4].numpy(), pred[:, 5].numpy(), labels[:, 0].numpy()))
@@ -75,8 +83,9 @@ def yolo_reference(images: Sequence[Image]) -> dict[str, Any]:
     return _ap_per_class(tp, conf, pred_cls, target_cls)
 
 
-def _ap_per_class(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray,
-                  eps: float = 1e-16) -> dict[str, Any]:
+def _ap_per_class(
+    tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray, eps: float = 1e-16
+) -> dict[str, Any]:
     i = np.argsort(-conf)
     tp, conf, pred_cls = tp[i], conf[i], pred_cls[i]
     unique_classes, nt = np.unique(target_cls, return_counts=True)
@@ -100,9 +109,15 @@ def _ap_per_class(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target
     f1 = 2 * p * r / (p + r + eps)
     i = _smooth(f1.mean(0), 0.1).argmax()
     p, r, f1 = p[:, i], r[:, i], f1[:, i]
-    return {"classes": unique_classes.astype(int).tolist(), "ap": ap.tolist(), "precision": p.tolist(),
-            "recall": r.tolist(), "f1": f1.tolist(), "map50": float(ap[:, 0].mean()),
-            "map50_95": float(ap.mean(1).mean())}
+    return {
+        "classes": unique_classes.astype(int).tolist(),
+        "ap": ap.tolist(),
+        "precision": p.tolist(),
+        "recall": r.tolist(),
+        "f1": f1.tolist(),
+        "map50": float(ap[:, 0].mean()),
+        "map50_95": float(ap.mean(1).mean()),
+    }
 
 
 def coco_reference(images: Sequence[Image], n_classes: int) -> dict[str, Any]:
@@ -110,19 +125,35 @@ def coco_reference(images: Sequence[Image], n_classes: int) -> dict[str, Any]:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    gt_json: dict[str, Any] = {"images": [], "annotations": [],
-                               "categories": [{"id": c} for c in range(n_classes)]}
+    gt_json: dict[str, Any] = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": c} for c in range(n_classes)],
+    }
     results: list[dict[str, Any]] = []
     for image_id, image in enumerate(images):
         gt_json["images"].append({"id": image_id, "width": image["width"], "height": image["height"]})
         for x1, y1, x2, y2, cls in image["gt"]:
             w, h = x2 - x1, y2 - y1
-            gt_json["annotations"].append({"id": len(gt_json["annotations"]) + 1, "image_id": image_id,
-                                           "category_id": int(cls), "bbox": [x1, y1, w, h], "area": w * h,
-                                           "iscrowd": 0})
+            gt_json["annotations"].append(
+                {
+                    "id": len(gt_json["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": int(cls),
+                    "bbox": [x1, y1, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
         for x1, y1, x2, y2, conf, cls in image["pred"]:
-            results.append({"image_id": image_id, "category_id": int(cls),
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": conf})
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(cls),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": conf,
+                }
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = gt_json
