@@ -134,6 +134,34 @@ def run_validation(
 
 
 @dataclass
+class ClassCounts:
+    """Ground-truth instances and images containing each class, fine ``[nc]`` and mapped ``[nm]`` (int64)."""
+
+    fine_to_mapped: np.ndarray
+    fine_instances: np.ndarray
+    fine_images: np.ndarray
+    mapped_instances: np.ndarray
+    mapped_images: np.ndarray
+
+    @classmethod
+    def empty(cls, class_table: ClassTable) -> ClassCounts:
+        fine, mapped = np.zeros(class_table.num_fine, np.int64), np.zeros(class_table.num_mapped, np.int64)
+        return cls(class_table.map_array(), fine, fine.copy(), mapped, mapped.copy())
+
+    def add(self, gt_classes: np.ndarray) -> None:
+        """Count one image's ground-truth classes ``[M]``."""
+        mapped = self.fine_to_mapped[gt_classes]
+        self.fine_instances += np.bincount(gt_classes, minlength=len(self.fine_instances))
+        self.mapped_instances += np.bincount(mapped, minlength=len(self.mapped_instances))
+        self.fine_images[np.unique(gt_classes)] += 1
+        self.mapped_images[np.unique(mapped)] += 1
+
+    def merge(self, other: ClassCounts) -> None:
+        for name in ("fine_instances", "fine_images", "mapped_instances", "mapped_images"):
+            getattr(self, name)[:] += getattr(other, name)
+
+
+@dataclass
 class ValidationState:
     """Everything a pass accumulated, before ``compute()``: mergeable across shards and ranks."""
 
@@ -143,6 +171,7 @@ class ValidationState:
     images: int
     instances: int
     stage_seconds: dict[str, float]
+    class_counts: ClassCounts
 
     def merge(self, other: ValidationState) -> None:
         """Fold another shard's state into this one (metric states, per-image rows, counts, timings)."""
@@ -151,6 +180,7 @@ class ValidationState:
         self.skipped += [entry for entry in other.skipped if entry not in self.skipped]
         self.images += other.images
         self.instances += other.instances
+        self.class_counts.merge(other.class_counts)
         for stage, seconds in other.stage_seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
@@ -187,6 +217,7 @@ def collect_validation_state(
         images=len(runner.per_image),
         instances=sum(row["instances"] for row in runner.per_image),
         stage_seconds=runner.seconds,
+        class_counts=runner.class_counts,
     )
 
 
@@ -195,7 +226,8 @@ def build_result(
 ) -> ValidationResult:
     """Compute metrics from a (possibly merged) state and assemble the JSON-ready result."""
     with _timed(state.stage_seconds, "metrics"):
-        metrics = summarize_metrics(state.evaluator.compute(), model.class_table, params.protocol)
+        computed = state.evaluator.compute()
+        metrics = summarize_metrics(computed, model.class_table, params.protocol, state.class_counts)
         metrics["classification"] = denomination_metrics(state.per_image, model.class_table)
     images = max(state.images, 1)
     return ValidationResult(
@@ -341,6 +373,7 @@ class _BatchRunner:
         self.whole_classes = whole_class_ids(model.class_table)
         self.fine_to_mapped = model.class_table.map_array()
         self.per_image: list[dict[str, Any]] = []
+        self.class_counts = ClassCounts.empty(model.class_table)
         self.seconds: dict[str, float] = {}
         self.images_seen = 0
 
@@ -377,6 +410,7 @@ class _BatchRunner:
     def _accumulate(self, batch: LoadedBatch, detections: list[torch.Tensor]) -> None:
         from smartcash_core.ops.boxes import scale_boxes_to_original, xywhn2xyxy
 
+        columns: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
         for meta, det in zip(batch.metas, detections, strict=True):
             position = meta.ref.index
             height, width = meta.original_hw
@@ -385,10 +419,14 @@ class _BatchRunner:
             labels = torch.from_numpy(self.labels[position])
             gt_boxes = xywhn2xyxy(labels[:, 1:5], width, height)
             gt_classes = labels[:, 0].long()
-            self.evaluator.update(boxes, scores, classes, gt_boxes, gt_classes)
+            for column, value in zip(columns, (boxes, scores, classes, gt_boxes, gt_classes), strict=True):
+                column.append(value)
+            self.class_counts.add(gt_classes.numpy())
             row = image_counts(boxes, scores, classes, gt_boxes, gt_classes)
             row.update(self._denominations(boxes, scores, classes, gt_boxes, gt_classes))
             self.per_image.append({"index": position, "file": self.names[position], **row})
+        image_ids = [meta.ref.index for meta in batch.metas]  # global ids: shards merge like one pass
+        self.evaluator.update_batch(*columns, image_ids=image_ids)
 
     def _denominations(
         self,
@@ -528,55 +566,60 @@ def _classification_scores(matrix: np.ndarray, labels: list[str]) -> dict[str, A
 # ----------------------------------------------------------------------------------------------------------
 
 
-def summarize_metrics(computed: Any, class_table: ClassTable, protocol: str) -> dict[str, Any]:
+def summarize_metrics(
+    computed: Any, class_table: ClassTable, protocol: str, counts: ClassCounts
+) -> dict[str, Any]:
     """The evaluator's mapped and fine views as the JSON contract (headline = mapped view)."""
-    mapped = view_summary(_mapped_view(computed), class_table.mapped_names)
-    fine = view_summary(_fine_view(computed), class_table.fine_names)
-    metrics: dict[str, Any] = {"protocol": protocol, **mapped, "fine": fine}
-    return metrics
-
-
-def _fine_view(computed: Any) -> Any:
-    return getattr(computed, "fine", computed)
-
-
-def _mapped_view(computed: Any) -> Any:
-    mapped = getattr(computed, "mapped", None)
-    if mapped is None:
+    if computed.mapped is None:
         raise SmartCashError("the metrics engine returned no mapped view; pass the class table to it")
-    return mapped
+    mapped = view_summary(
+        computed.mapped, class_table.mapped_names, counts.mapped_instances, counts.mapped_images
+    )
+    fine = view_summary(computed, class_table.fine_names, counts.fine_instances, counts.fine_images)
+    return {"protocol": protocol, **mapped, "fine": fine}
 
 
-def view_summary(view: Any, names: Sequence[str]) -> dict[str, Any]:
-    """``map50``, ``map50_95``, ``precision``, ``recall`` and ``per_class[]`` of one metrics view."""
+def view_summary(
+    view: Any, names: Sequence[str], instances: np.ndarray, images: np.ndarray
+) -> dict[str, Any]:
+    """``map50``, ``map50_95``, ``precision``, ``recall`` and ``per_class[]`` of one metrics view.
+
+    ``precision``/``recall`` are None under the ``coco`` protocol (COCOeval reports none); ``coco_stats``
+    (the 12 ``COCOeval.stats``) is added there instead.
+    """
     classes = [int(c) for c in np.asarray(view.classes).reshape(-1)]
     ap = np.asarray(view.ap, dtype=np.float64).reshape(len(classes), -1)
-    precision = np.asarray(view.precision, dtype=np.float64).reshape(-1)
-    recall = np.asarray(view.recall, dtype=np.float64).reshape(-1)
-    instances = np.asarray(view.instances).reshape(-1) if hasattr(view, "instances") else None
+    precision = None if view.precision is None else np.asarray(view.precision, np.float64).reshape(-1)
+    recall = None if view.recall is None else np.asarray(view.recall, np.float64).reshape(-1)
     per_class = [
         {
             "id": class_id,
             "name": names[class_id] if class_id < len(names) else str(class_id),
             "ap50": float(ap[row, 0]),
             "ap50_95": float(ap[row].mean()),
-            "precision": float(precision[row]),
-            "recall": float(recall[row]),
-            "instances": int(instances[row]) if instances is not None else 0,
+            "precision": None if precision is None else float(precision[row]),
+            "recall": None if recall is None else float(recall[row]),
+            "instances": int(instances[class_id]),
+            "images": int(images[class_id]),
         }
         for row, class_id in enumerate(classes)
     ]
     summary: dict[str, Any] = {
         "map50": float(view.map50),
         "map50_95": float(view.map50_95),
-        "precision": float(precision.mean()) if len(precision) else 0.0,
-        "recall": float(recall.mean()) if len(recall) else 0.0,
+        "precision": _mean_or_none(precision),
+        "recall": _mean_or_none(recall),
         "per_class": per_class,
     }
-    coco_stats = getattr(view, "coco_stats", None)
-    if coco_stats is not None:
-        summary["coco_stats"] = [float(value) for value in np.asarray(coco_stats).reshape(-1)]
+    if view.coco_stats is not None:
+        summary["coco_stats"] = [float(value) for value in np.asarray(view.coco_stats).reshape(-1)]
     return summary
+
+
+def _mean_or_none(values: np.ndarray | None) -> float | None:
+    if values is None:
+        return None
+    return float(values.mean()) if len(values) else 0.0
 
 
 def _model_summary(model: LoadedModel) -> dict[str, Any]:

@@ -129,8 +129,10 @@ def format_table(view: dict[str, Any], images: int, instances: int) -> str:
     return "\n".join([header, *rows])
 
 
-def _row(name: str, images: int, instances: int, *scores: float) -> str:
-    return f"{name:>22}{images:>11}{instances:>11}" + "".join(f"{score:>11.3g}" for score in scores)
+def _row(name: str, images: int, instances: int, *scores: float | None) -> str:
+    """One table row; a missing score (P and R under the coco protocol) prints as ``-``."""
+    cells = "".join(f"{'-':>11}" if score is None else f"{score:>11.3g}" for score in scores)
+    return f"{name:>22}{images:>11}{instances:>11}{cells}"
 
 
 def format_speed(result: ValidationResult) -> str:
