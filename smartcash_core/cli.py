@@ -48,6 +48,12 @@ def add_synth_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--split", default="val", help="split name under images/ and labels/")
+    parser.add_argument(
+        "--domain",
+        choices=("standard", "shifted"),
+        default="standard",
+        help="'shifted': busy backgrounds and colour jitter, unlike the demo model's training data",
+    )
     parser.set_defaults(handler=_run_synth)
 
 
