@@ -220,17 +220,24 @@ def letterbox_into(slot: torch.Tensor, image: torch.Tensor) -> tuple[float, floa
     return scale, pad_w, pad_h
 
 
-def load_batch(plan: BatchPlan, imgsz: int, pin_memory: bool = False, draft: bool = True) -> LoadedBatch:
-    """Decode (or fetch from cache) every image of ``plan`` and letterbox them into one uint8 tensor."""
+DecodeOutcome = tuple[ImageRef, torch.Tensor | None, str, float]  # (ref, pixels or None, failure, seconds)
+
+
+def _decode_one(ref: ImageRef, imgsz: int, draft: bool) -> DecodeOutcome:
     started = time.perf_counter()
-    decoded: list[tuple[ImageRef, torch.Tensor]] = []
-    failures: list[tuple[ImageRef, str]] = []
-    for ref in plan.refs:
-        try:
-            decoded.append((ref, load_resized(ref, imgsz, draft)))
-        except UnreadableImage as exc:
-            failures.append((ref, str(exc)))
-    decode_s = time.perf_counter() - started
+    try:
+        return ref, load_resized(ref, imgsz, draft), "", time.perf_counter() - started
+    except UnreadableImage as exc:
+        return ref, None, str(exc), time.perf_counter() - started
+
+
+def assemble_batch(
+    plan: BatchPlan, outcomes: Sequence[DecodeOutcome], pin_memory: bool = False
+) -> LoadedBatch:
+    """Letterbox the decoded images of ``plan`` into one uint8 ``[B, 3, H, W]`` tensor; collect failures."""
+    started = time.perf_counter()
+    decoded = [(ref, pixels) for ref, pixels, _, _ in outcomes if pixels is not None]
+    failures = [(ref, reason) for ref, pixels, reason, _ in outcomes if pixels is None]
     height, width = plan.shape
     images = torch.empty((len(decoded), 3, height, width), dtype=torch.uint8, pin_memory=pin_memory)
     images.fill_(PAD_VALUE)
@@ -239,7 +246,13 @@ def load_batch(plan: BatchPlan, imgsz: int, pin_memory: bool = False, draft: boo
         scale, pad_w, pad_h = letterbox_into(slot, pixels)
         original_hw = (ref.height, ref.width)
         metas.append(ImageMeta(ref, original_hw, scale * pixels.shape[1] / ref.height, (pad_w, pad_h)))
-    return LoadedBatch(images, metas, failures, decode_s, time.perf_counter() - started - decode_s)
+    decode_s = sum(outcome[3] for outcome in outcomes)
+    return LoadedBatch(images, metas, failures, decode_s, time.perf_counter() - started)
+
+
+def load_batch(plan: BatchPlan, imgsz: int, pin_memory: bool = False, draft: bool = True) -> LoadedBatch:
+    """Decode (or fetch from cache) every image of ``plan`` in this thread and letterbox them."""
+    return assemble_batch(plan, [_decode_one(ref, imgsz, draft) for ref in plan.refs], pin_memory)
 
 
 class BatchLoader:
@@ -266,7 +279,7 @@ class BatchLoader:
         self._pin_memory = pin_memory
         self._draft = draft
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: deque[Future[LoadedBatch]] = deque()
+        self._pending: deque[tuple[BatchPlan, list[Future[DecodeOutcome]]]] = deque()
 
     def __enter__(self) -> BatchLoader:
         return self
@@ -286,24 +299,26 @@ class BatchLoader:
         upcoming = iter(self._plans)
         self._submit_up_to_prefetch(upcoming)
         while self._pending:
-            batch = self._pending.popleft().result()
+            plan, jobs = self._pending.popleft()
+            outcomes = [job.result() for job in jobs]
             self._submit_up_to_prefetch(upcoming)
-            yield batch
+            yield assemble_batch(plan, outcomes, self._pin_memory)  # a block copy per image: cheap
 
     def _submit_up_to_prefetch(self, upcoming: Iterator[BatchPlan]) -> None:
+        """One decode job per image, so the workers share even the first batch."""
         executor = self._executor
         while executor is not None and len(self._pending) < self._prefetch:
             plan = next(upcoming, None)
             if plan is None:
                 return
-            self._pending.append(
-                executor.submit(load_batch, plan, self._imgsz, self._pin_memory, self._draft)
-            )
+            jobs = [executor.submit(_decode_one, ref, self._imgsz, self._draft) for ref in plan.refs]
+            self._pending.append((plan, jobs))
 
     def close(self) -> None:
         """Cancel batches not started yet and wait for the worker threads to exit."""
-        for future in self._pending:
-            future.cancel()
+        for _, jobs in self._pending:
+            for job in jobs:
+                job.cancel()
         self._pending.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
