@@ -34,7 +34,9 @@ def confusion_matrix(
     """Counts [K + 1, K + 1] int64 for a batch; boxes xyxy [N, 4] / [M, 4], ``*_image`` image positions."""
     confident = np.flatnonzero(pred_scores.astype(np.float32) > np.float32(conf))
     pairs = group_pairs(pred_image[confident], gt_image)
-    pair_iou = iou_yolo(gt_boxes[pairs.gt], pred_boxes[confident[pairs.pred]])
+    pair_iou = iou_yolo(
+        gt_boxes.astype(np.float32)[pairs.gt], pred_boxes[confident].astype(np.float32)[pairs.pred]
+    )
     keep = pair_iou > np.float32(iou)
     pair_pred, pair_gt, pair_iou = pairs.pred[keep], pairs.gt[keep], pair_iou[keep]
     by_pred = np.lexsort((pair_gt, -pair_iou, pair_pred))  # best ground truth of each prediction first

@@ -120,7 +120,7 @@ class DetectionEvaluator:
         num_classes: int,
         protocol: str = "yolo",
         class_table: ClassTable | None = None,
-        chunk_images: int = 1024,
+        chunk_images: int = 256,
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")

@@ -117,7 +117,7 @@ def _row_counts(
     )
     for name, parts in others.items():
         lengths = np.fromiter(
-            (int(np.prod(part.shape)) if hasattr(part, "shape") else len(part) for part in parts),
+            (_num_entries(part) for part in parts),
             dtype=np.int64,
             count=len(parts),
         )
@@ -129,6 +129,12 @@ def _row_counts(
                 f"{kind}_boxes has {int(counts[first])} boxes: one entry per box is needed"
             )
     return counts
+
+
+def _num_entries(part: ArrayLike) -> int:
+    if isinstance(part, np.ndarray):
+        return part.size
+    return int(part.numel()) if hasattr(part, "numel") else len(part)
 
 
 def _num_boxes(boxes: ArrayLike, name: str, image_id: int) -> int:

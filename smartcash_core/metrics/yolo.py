@@ -37,7 +37,8 @@ def yolo_hits(
     """
     hits = np.zeros((pred_boxes.shape[0], YOLO_IOU_THRESHOLDS.shape[0]), dtype=bool)
     pairs = group_pairs(pred_image * num_classes + pred_classes, gt_image * num_classes + gt_classes)
-    iou = iou_yolo(gt_boxes[pairs.gt], pred_boxes[pairs.pred])
+    # cast before gathering: same float32 values, half the memory traffic
+    iou = iou_yolo(gt_boxes.astype(np.float32)[pairs.gt], pred_boxes.astype(np.float32)[pairs.pred])
     candidate = iou >= YOLO_IOU_THRESHOLDS[0]
     pair_pred, pair_gt, pair_iou = pairs.pred[candidate], pairs.gt[candidate], iou[candidate]
     if pair_pred.size == 0:
