@@ -60,6 +60,11 @@ def checkpoint_kind(path: str | Path) -> str:
         return "yolov5"
     if _looks_like_safetensors(head):
         return "native"
+    if head[:1] == b"\x80":
+        raise CheckpointError(
+            f"{path}: not a checkpoint this library reads: a bare pickle (torch's legacy pre-1.6 format); "
+            "re-save it with torch>=1.6 (zip format) or convert it to the native format"
+        )
     raise CheckpointError(
         f"{path}: not a checkpoint (expected a native .safetensors file or a YOLOv5 .pt zip archive)"
     )
