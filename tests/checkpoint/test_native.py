@@ -54,7 +54,7 @@ def _rewrite_metadata(source: Path, target: Path, change) -> Path:
 
 def test_round_trip_gives_identical_outputs(nano: DetectionModel, saved: Path) -> None:
     loaded = load_model(saved, "cpu")
-    x = torch.rand(1, 3, 320, 256)
+    x = torch.rand(1, 3, 128, 96)
     with torch.no_grad():
         expected, expected_raw = nano(x)
         got, got_raw = loaded.model(x)
@@ -178,7 +178,7 @@ def test_convert_cli_round_trip(
     assert native.metadata["source_sha256"] == imported.sha256
     assert native.metadata["converted_from"] == YOLOV5_PT.name
     assert native.class_table == imported.class_table and native.imgsz == 320
-    x = torch.from_numpy(np.load(FIXTURES / "inputs.npz")["b"])
+    x = torch.from_numpy(np.load(FIXTURES / "inputs.npz")["b"][..., :64, :96].copy())
     with torch.no_grad():
         assert torch.equal(native.model(x)[0], imported.model(x)[0])
 

@@ -69,7 +69,7 @@ def test_models_prefix_from_github_checkout_is_accepted(tmp_path: Path, imported
         pickled = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
     assert b"cmodels.common\nConv\n" in pickled and b"cyolov5.models." not in pickled
     loaded = load_model(renamed, "cpu")
-    x = np.load(FIXTURES / "inputs.npz")["b"]
+    x = np.ascontiguousarray(np.load(FIXTURES / "inputs.npz")["b"][..., :64, :96])
     np.testing.assert_array_equal(_outputs(loaded, x)[0], _outputs(imported, x)[0])
 
 
