@@ -82,9 +82,12 @@ def fmt(speed: dict[str, float]) -> str:
 def stream_peak_mib(data: Path, imgsz: int) -> float:
     """Peak RSS (MiB) of one pass in a fresh interpreter, image cache off (streaming)."""
     code = (
-        "import resource, sys; from smartcash_core.cache import configure_caches; configure_caches(image_bytes=0)\n"
-        "from tests.bench.bench_validation import fresh_model; from smartcash_core.validate import *\n"
-        f"run_validation(fresh_model('yolov5n'), {str(data)!r}, ValidationParams(imgsz={imgsz}, batch_size=32))\n"
+        "import resource\nfrom smartcash_core.cache import configure_caches\n"
+        "configure_caches(image_bytes=0)\n"
+        "from tests.bench.bench_validation import fresh_model\n"
+        "from smartcash_core.validate import ValidationParams, run_validation\n"
+        f"params = ValidationParams(imgsz={imgsz}, batch_size=32)\n"
+        f"run_validation(fresh_model('yolov5n'), {str(data)!r}, params)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -130,7 +133,7 @@ def stream_case(root: Path, count: int) -> None:
     small, tenth = root / f"stream{count}", root / f"stream{count // 10}"
     for path, images in ((small, count), (tenth, max(1, count // 10))):
         if not (path / "data.yaml").exists():
-            generate_dataset(path, images=images, seed=13, width=96, height=64)
+            generate_dataset(path, images=images, seed=13, width=320, height=240)  # smaller sizes crash synth
     peak_tenth, peak_full = stream_peak_mib(tenth, 64), stream_peak_mib(small, 64)
     print(
         f"streaming: peak RSS {peak_tenth:.0f} MiB for {count // 10} images, {peak_full:.0f} MiB for {count}"
