@@ -1,5 +1,8 @@
 """Loaded models by name. Loading the same checkpoint bytes onto the same device twice reuses one model.
 
+The reuse goes through the library's ``model`` cache (``smartcash_core.cache``), keyed by (file sha256,
+device), so ``get_cache_info()`` reports loaded models next to the data caches.
+
 Loading is blocking torch work: routes call these methods from a worker thread, never on the event loop.
 """
 
@@ -17,7 +20,9 @@ import torch
 
 from service.errors import Conflict, NotFound
 from service.paths import resolve_under
+from smartcash_core.cache import model_cache
 from smartcash_core.checkpoint import LoadedModel
+from smartcash_core.device import select_device
 
 ModelLoader = Callable[[Path, str], LoadedModel]
 _HASH_CHUNK = 1024 * 1024
@@ -64,7 +69,6 @@ class ModelRegistry:
         self._loader = loader
         self._on_load = on_load
         self._entries: dict[str, ModelEntry] = {}
-        self._by_digest: dict[tuple[str, str], LoadedModel] = {}
         self._lock = threading.RLock()
 
     def load(self, name: str, checkpoint: str, device: str | None = None) -> ModelEntry:
@@ -100,11 +104,11 @@ class ModelRegistry:
         )
 
     def _load_new(self, name: str, checkpoint: str, path: Path, digest: str, device: str) -> ModelEntry:
-        cached = self._find_cached(digest, device)
+        cached = model_cache().get(_cache_key(digest, select_device(device)))
         started = time.perf_counter()
         loaded = cached if cached is not None else self._loader(path, device)
         seconds = time.perf_counter() - started
-        self._by_digest[(digest, str(loaded.device))] = loaded
+        model_cache().put(_cache_key(digest, loaded.device), loaded, _model_nbytes(loaded))
         if cached is None and self._on_load is not None:
             self._on_load(seconds)
         entry = ModelEntry(
@@ -118,12 +122,6 @@ class ModelRegistry:
         )
         self._entries[name] = entry
         return entry
-
-    def _find_cached(self, digest: str, device: str) -> LoadedModel | None:
-        for (cached_digest, _), loaded in self._by_digest.items():
-            if cached_digest == digest and (device == "auto" or _same_device(loaded.device, device)):
-                return loaded
-        return None
 
     def get(self, name: str) -> ModelEntry:
         with self._lock:
@@ -149,10 +147,20 @@ class ModelRegistry:
             del self._entries[name]
             still_used = any(other.loaded is entry.loaded for other in self._entries.values())
             if not still_used:
-                self._by_digest = {k: v for k, v in self._by_digest.items() if v is not entry.loaded}
+                model_cache().discard(_cache_key(entry.file_sha256, entry.loaded.device))
         if not still_used:
             _release_memory(entry.loaded.device)
         return entry
+
+
+def _cache_key(file_sha256: str, device: torch.device) -> tuple[str, str, str]:
+    return ("checkpoint", file_sha256, str(device))
+
+
+def _model_nbytes(loaded: LoadedModel) -> int:
+    """Bytes of the model's parameters and buffers: what keeping it loaded costs."""
+    tensors = [*loaded.model.parameters(), *loaded.model.buffers()]
+    return sum(tensor.element_size() * tensor.nelement() for tensor in tensors)
 
 
 def _same_device(actual: torch.device, wanted: str) -> bool:

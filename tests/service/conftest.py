@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from service.main import create_app
 from service.settings import Settings
+from smartcash_core.cache import clear_all_caches
 from smartcash_core.checkpoint.native import save_checkpoint
 from smartcash_core.classes import default_class_table
 from smartcash_core.model.yolo import build_model
@@ -97,6 +98,7 @@ def gated() -> Iterator[GatedRunner]:
 def client_for(settings_for: Callable[..., Settings]) -> Iterator[Callable[..., TestClient]]:
     """Build an app from settings overrides (plus an optional runner) and enter its lifespan."""
     clients: list[TestClient] = []
+    clear_all_caches(reset_stats=True)  # the library's caches are process-wide; each test starts cold
 
     def build(runner: Any = None, **overrides: Any) -> TestClient:
         app: FastAPI = create_app(settings_for(**overrides), runner=runner)

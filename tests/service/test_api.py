@@ -44,6 +44,8 @@ def test_models_load_describe_reuse_and_delete(client_for: Client) -> None:
     assert again["loaded_at"] == info["loaded_at"]  # idempotent: the very same entry
     twin = client.post("/v1/models", json={"name": "twin", "checkpoint": "nested/same.safetensors"}).json()
     assert twin["reused"] and twin["file_sha256"] == info["file_sha256"] and twin["sha256"] == info["sha256"]
+    model_cache = client.get("/v1/cache").json()["model"]
+    assert model_cache["entries"] == 1 and model_cache["hits"] == 1 and model_cache["bytes"] > 0
     assert [m["name"] for m in client.get("/v1/models").json()["models"]] == ["tiny", "twin"]
     assert client.get("/v1/models/twin").json()["checkpoint"] == "nested/same.safetensors"
     assert client.delete("/v1/models/twin").status_code == 204
