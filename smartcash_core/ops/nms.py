@@ -87,8 +87,14 @@ def greedy_nms(
         return torch.zeros(0, dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores.detach().float().cpu(), descending=True, stable=True).indices.numpy()
     sorted_boxes = boxes.detach().float().cpu().numpy()[order]
+    kept_positions = greedy_on_sorted(sorted_boxes, iou_thres, limit)
+    return torch.from_numpy(order[kept_positions]).to(boxes.device)
+
+
+def greedy_on_sorted(sorted_boxes: np.ndarray, iou_thres: float, limit: int) -> list[int]:
+    """Greedy NMS over float32 xyxy boxes ``[N, 4]`` already in score order; kept positions (<= limit)."""
     kept_positions: list[int] = []
-    for start in range(0, count, BLOCK):
+    for start in range(0, len(sorted_boxes), BLOCK):
         block = sorted_boxes[start : start + BLOCK]
         alive = np.arange(len(block))
         if kept_positions:
@@ -100,7 +106,7 @@ def greedy_nms(
             kept_positions.extend(int(start + index) for index in survivors)
         if len(kept_positions) >= limit:
             break
-    return torch.from_numpy(order[kept_positions]).to(boxes.device)
+    return kept_positions
 
 
 def nms_indices(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float, max_keep: int) -> torch.Tensor:
@@ -151,6 +157,15 @@ def non_max_suppression(
     multi_label = multi_label and num_classes > 1
     wanted = None if classes is None else torch.tensor(list(classes), device=prediction.device)
     output: list[torch.Tensor] = []
+    if prediction.device.type == "cpu" and _TORCHVISION_NMS is None:
+        # numpy on CPU: the same float32 arithmetic, without intra-op thread hand-offs that make many
+        # small torch ops slow on a busy machine
+        wanted_np = None if classes is None else np.asarray(list(classes), dtype=np.float32)
+        settings = (conf_thres, iou_thres, multi_label, num_classes, max_det, max_nms, agnostic)
+        return [
+            torch.from_numpy(_image_nms_numpy(image_pred, wanted_np, *settings))
+            for image_pred in prediction.detach().float().numpy()
+        ]
     for image_pred in prediction:
         rows = _candidates(image_pred, conf_thres, multi_label, num_classes)
         if wanted is not None:
@@ -163,3 +178,41 @@ def non_max_suppression(
         keep = nms_indices(rows[:, :4] + offsets, rows[:, 4], iou_thres, max_det)
         output.append(rows[keep])
     return output
+
+
+def _image_nms_numpy(
+    image_pred: np.ndarray,
+    wanted: np.ndarray | None,
+    conf_thres: float,
+    iou_thres: float,
+    multi_label: bool,
+    num_classes: int,
+    max_det: int,
+    max_nms: int,
+    agnostic: bool,
+) -> np.ndarray:
+    """One image of :func:`non_max_suppression` in numpy float32: ``[N, 5 + nc]`` -> ``[n, 6]``."""
+    rows = image_pred[image_pred[:, 4] > conf_thres]
+    class_conf = rows[:, 5 : 5 + num_classes] * rows[:, 4:5]
+    half_wh = rows[:, 2:4] / np.float32(2)
+    boxes = np.concatenate((rows[:, 0:2] - half_wh, rows[:, 0:2] + half_wh), axis=1)
+    if multi_label:
+        box_index, class_index = np.nonzero(class_conf > conf_thres)
+        scores = class_conf[box_index, class_index]
+    else:
+        box_index, class_index = np.arange(len(rows)), class_conf.argmax(1) if len(rows) else np.zeros(0, int)
+        scores = class_conf[box_index, class_index]
+        box_index, class_index, scores = (
+            part[scores > conf_thres] for part in (box_index, class_index, scores)
+        )
+    table = np.concatenate(
+        (boxes[box_index], scores[:, None], class_index[:, None].astype(np.float32)), axis=1
+    ).astype(np.float32, copy=False)
+    if wanted is not None:
+        table = table[np.isin(table[:, 5], wanted)]
+    if len(table) == 0:
+        return np.zeros((0, 6), dtype=np.float32)
+    table = table[np.argsort(-table[:, 4], kind="stable")[:max_nms]]
+    offsets = table[:, 5:6] * np.float32(0 if agnostic else MAX_WH)
+    kept = greedy_on_sorted(table[:, :4] + offsets, iou_thres, max_det)
+    return table[kept]

@@ -177,3 +177,15 @@ def reference_greedy_prefix(boxes: torch.Tensor, scores: torch.Tensor, iou: floa
         if len(kept) >= keep or prefix >= len(order):
             return kept[:keep]
         prefix *= 2
+
+
+@pytest.mark.parametrize("multi_label", [True, False])
+def test_torch_path_equals_numpy_path(monkeypatch: pytest.MonkeyPatch, multi_label: bool) -> None:
+    """The torch path (CUDA, or torchvision present) keeps the same rows as the CPU numpy path."""
+    prediction = make_prediction(9, anchors=400, classes=6)
+    numpy_out = non_max_suppression(prediction, conf_thres=0.05, iou_thres=0.5, multi_label=multi_label)
+    monkeypatch.setattr(nms_module, "_TORCHVISION_NMS", lambda b, s, t: greedy_nms(b, s, t))
+    torch_out = non_max_suppression(prediction, conf_thres=0.05, iou_thres=0.5, multi_label=multi_label)
+    for got, want in zip(torch_out, numpy_out, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert sum(len(out) for out in numpy_out) > 10
