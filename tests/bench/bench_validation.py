@@ -80,15 +80,16 @@ def fmt(speed: dict[str, float]) -> str:
 
 
 def stream_peak_mib(data: Path, imgsz: int) -> float:
-    """Peak RSS (MiB) of one pass in a fresh interpreter, image cache off (streaming)."""
+    """Peak RSS (MiB, VmHWM) of one pass in a fresh interpreter, image cache off (streaming)."""
     code = (
-        "import resource\nfrom smartcash_core.cache import configure_caches\n"
+        "from smartcash_core.cache import configure_caches\n"
         "configure_caches(image_bytes=0)\n"
         "from tests.bench.bench_validation import fresh_model\n"
         "from smartcash_core.validate import ValidationParams, run_validation\n"
         f"params = ValidationParams(imgsz={imgsz}, batch_size=32)\n"
         f"run_validation(fresh_model('yolov5n'), {str(data)!r}, params)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the (bigger) parent process
+        "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0] / 1024)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
