@@ -11,9 +11,12 @@ matched (YOLOv5 skips them there, which hides false positives on empty images).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from smartcash_core.metrics.matching import group_pairs, iou_yolo, segment_starts
+from smartcash_core.metrics.grid import ImageGrid, grid_iou_yolo, image_grids
+from smartcash_core.metrics.matching import segment_starts
 
 CONFUSION_CONF = 0.25
 CONFUSION_IOU = 0.45
@@ -32,19 +35,45 @@ def confusion_matrix(
     iou: float = CONFUSION_IOU,
 ) -> np.ndarray:
     """Counts [K + 1, K + 1] int64 for a batch; boxes xyxy [N, 4] / [M, 4], ``*_image`` image positions."""
-    confident = np.flatnonzero(pred_scores.astype(np.float32) > np.float32(conf))
-    pairs = group_pairs(pred_image[confident], gt_image)
-    pair_iou = iou_yolo(
-        gt_boxes.astype(np.float32)[pairs.gt], pred_boxes[confident].astype(np.float32)[pairs.pred]
-    )
-    keep = pair_iou > np.float32(iou)
-    pair_pred, pair_gt, pair_iou = pairs.pred[keep], pairs.gt[keep], pair_iou[keep]
-    by_pred = np.lexsort((pair_gt, -pair_iou, pair_pred))  # best ground truth of each prediction first
-    best_of_pred = by_pred[segment_starts(pair_pred[by_pred])]
-    pair_pred, pair_gt, pair_iou = pair_pred[best_of_pred], pair_gt[best_of_pred], pair_iou[best_of_pred]
-    by_gt = np.lexsort((pair_pred, -pair_iou, pair_gt))  # then the best prediction of each ground truth
+    confident = confident_rows(pred_scores, conf)
+    num_images = int(max(pred_image.max(initial=-1), gt_image.max(initial=-1))) + 1
+    grids = image_grids(confident, pred_image[confident], gt_image, num_images)
+    gt32, pred32 = gt_boxes.astype(np.float32), pred_boxes.astype(np.float32)
+    ious = [grid_iou_yolo(grid, gt32, pred32) for grid in grids]
+    return confusion_from_grids(grids, ious, pred_scores, pred_classes, gt_classes, num_classes, conf, iou)
+
+
+def confident_rows(pred_scores: np.ndarray, conf: float = CONFUSION_CONF) -> np.ndarray:
+    """Rows of the predictions the confusion matrix counts (float32 score > ``conf``, like YOLOv5)."""
+    return np.flatnonzero(pred_scores.astype(np.float32) > np.float32(conf))
+
+
+def confusion_from_grids(
+    grids: Sequence[ImageGrid],
+    ious: Sequence[np.ndarray],
+    pred_scores: np.ndarray,
+    pred_classes: np.ndarray,
+    gt_classes: np.ndarray,
+    num_classes: int,
+    conf: float = CONFUSION_CONF,
+    iou: float = CONFUSION_IOU,
+) -> np.ndarray:
+    """``confusion_matrix`` from IoU grids (``grid.grid_iou_yolo``) that cover at least every confident
+    prediction of an image with ground truth; reuses the IoU the ``yolo`` matching computed."""
+    confident = confident_rows(pred_scores, conf)
+    is_confident = np.zeros(pred_scores.shape[0], dtype=bool)
+    is_confident[confident] = True
+    best = [
+        _best_ground_truth(grid, grid_iou, is_confident, iou)
+        for grid, grid_iou in zip(grids, ious, strict=True)
+    ]
+    if best:
+        pair_pred, pair_gt, pair_iou = (np.concatenate(parts) for parts in zip(*best, strict=True))
+    else:
+        pair_pred, pair_gt, pair_iou = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    by_gt = np.lexsort((pair_pred, -pair_iou, pair_gt))  # the best prediction of each ground truth
     winners = by_gt[segment_starts(pair_gt[by_gt])]
-    matched_pred, matched_gt = confident[pair_pred[winners]], pair_gt[winners]
+    matched_pred, matched_gt = pair_pred[winners], pair_gt[winners]
 
     background = num_classes
     gt_found = np.zeros(gt_classes.shape[0], dtype=bool)
@@ -60,6 +89,20 @@ def confusion_matrix(
     )
     size = num_classes + 1
     return np.bincount(rows * size + cols, minlength=size * size).reshape(size, size).astype(np.int64)
+
+
+def _best_ground_truth(
+    grid: ImageGrid, iou: np.ndarray, is_confident: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each confident prediction's best ground truth (any class, IoU > threshold; exact ties: the lower
+    row, which is the first slot): prediction rows, ground-truth rows, IoU."""
+    local = np.flatnonzero(is_confident[grid.preds])
+    candidate = iou[local]
+    best = candidate.max(axis=1)
+    slots = candidate.argmax(axis=1)
+    keep = best > np.float32(threshold)
+    local = local[keep]
+    return grid.preds[local], grid.gt_rows(local, slots[keep]), best[keep]
 
 
 def map_confusion(matrix: np.ndarray, fine_to_mapped: np.ndarray, num_mapped: int) -> np.ndarray:

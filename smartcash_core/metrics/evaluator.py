@@ -19,15 +19,18 @@ import numpy as np
 
 from smartcash_core.classes import ClassTable
 from smartcash_core.metrics.coco import area_in_range, coco_match, coco_metrics
-from smartcash_core.metrics.confusion import confusion_matrix, map_confusion
+from smartcash_core.metrics.confusion import confident_rows, confusion_from_grids, map_confusion
+from smartcash_core.metrics.grid import ImageGrid, grid_iou_yolo, image_grids
 from smartcash_core.metrics.inputs import ArrayLike, FlatBatch, flatten_images
 from smartcash_core.metrics.matching import COCO_IOU_THRESHOLDS, YOLO_IOU_THRESHOLDS
-from smartcash_core.metrics.yolo import yolo_hits, yolo_metrics
+from smartcash_core.metrics.yolo import yolo_hit_bits, yolo_metrics
 
 PROTOCOLS = ("yolo", "coco")
 _COCO_OUTCOMES = COCO_IOU_THRESHOLDS.size * 4  # thresholds x area ranges, bit-packed per prediction
 _PRED_KEYS = ("pred_image", "pred_score", "pred_class")
 _GT_KEYS = ("gt_image", "gt_class")
+_N_T = YOLO_IOU_THRESHOLDS.size
+_INT32 = np.iinfo(np.int32)
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ class DetectionEvaluator:
                 f"{view}_{name}" for view in self._views() for name in ("rank", "matched_bits", "tp_bits")
             ]
         else:
-            keys += [f"{view}_hits" for view in self._views()]
+            keys += [f"{view}_hit_bits" for view in self._views()]  # [N] uint16, bit t: hit at threshold t
         return keys
 
     @property
@@ -169,10 +172,14 @@ class DetectionEvaluator:
         """The whole state as named arrays (first axis: images, predictions or ground truth; plus
         ``confusion`` [K + 1, K + 1]). Gather them across ranks, concatenate along axis 0, and rebuild with
         ``from_state_arrays``; the result equals the single-process one exactly.
+
+        Arrays use the smallest lossless dtype (int32 image ids when they fit, float32 scores when the
+        scores are float32 values); concatenating shards promotes where needed.
         """
-        arrays = {key: _concat_parts(key, parts) for key, parts in self._parts.items()}
-        for key, parts in arrays.items():
-            self._parts[key] = [parts]  # keep the concatenation, later calls are free
+        arrays: dict[str, np.ndarray] = {}
+        for key, parts in self._parts.items():
+            arrays[key] = _concat_parts(key, parts)
+            self._parts[key] = [arrays[key]]  # keep the concatenation (one key at a time: low peak memory)
         arrays["confusion"] = self._confusion.copy()
         return arrays
 
@@ -186,7 +193,9 @@ class DetectionEvaluator:
     ) -> DetectionEvaluator:
         """Rebuild an evaluator from ``state_arrays()`` output (possibly concatenated over shards)."""
         evaluator = cls(num_classes, protocol, class_table)
-        missing = [key for key in [*evaluator._state_keys(), "confusion"] if key not in arrays]
+        missing = [
+            key for key in [*evaluator._state_keys(), "confusion"] if key not in _upgrade_legacy_hits(arrays)
+        ]
         if missing:
             raise ValueError(
                 f"state arrays lack {missing}; were they made with protocol={protocol!r} and "
@@ -195,6 +204,7 @@ class DetectionEvaluator:
         ids = np.asarray(arrays["image_ids"], dtype=np.int64)
         if np.unique(ids).size != ids.size:
             raise ValueError("state arrays repeat image ids: shards must hold disjoint images")
+        arrays = _upgrade_legacy_hits(arrays)
         for key in evaluator._state_keys():
             evaluator._parts[key] = [np.asarray(arrays[key])]
         evaluator._confusion = np.asarray(arrays["confusion"], dtype=np.int64).copy()
@@ -256,12 +266,15 @@ class DetectionEvaluator:
     ) -> None:
         """Add many images at once: one list entry per image, each shaped as in ``update``.
 
-        All images are matched in one vectorized pass (in chunks of ``chunk_images`` to bound memory).
-        Bad input raises ``ValueError`` naming the argument and image id; nothing is added then.
+        All images are matched in one vectorized pass per chunk of ``chunk_images`` (bounded memory: a
+        chunk's flat copy is dropped once its state is made). Bad input raises ``ValueError`` naming the
+        argument and image id; nothing is added then (the chunks' state is staged until all are valid).
         """
         ids = self._claim_image_ids(len(pred_boxes), image_ids)
-        batches = [
-            flatten_images(
+        staged: dict[str, list[np.ndarray]] = {key: [] for key in self._parts}
+        confusion = np.zeros_like(self._confusion)
+        for s in range(0, len(ids), self.chunk_images):
+            batch = flatten_images(
                 pred_boxes[s : s + self.chunk_images],
                 pred_scores[s : s + self.chunk_images],
                 pred_classes[s : s + self.chunk_images],
@@ -270,10 +283,10 @@ class DetectionEvaluator:
                 ids[s : s + self.chunk_images],
                 self.num_classes,
             )
-            for s in range(0, len(ids), self.chunk_images)
-        ]
-        for batch in batches:  # everything validated before any state changes
-            self._add_batch(batch)
+            confusion += self._batch_state(batch, staged)
+        for key, parts in staged.items():
+            self._parts[key].extend(parts)
+        self._confusion += confusion
         self._seen_ids.update(ids.tolist())
         self._next_image_id = (
             max(self._next_image_id, int(ids.max()) + 1) if ids.size else self._next_image_id
@@ -293,46 +306,50 @@ class DetectionEvaluator:
             raise ValueError("image_ids repeat an image already in this evaluator (or within the batch)")
         return ids
 
-    def _add_batch(self, batch: FlatBatch) -> None:
-        append = self._append
-        append("image_ids", batch.image_ids)
-        append("pred_image", batch.image_ids[batch.pred_image])
-        append("pred_score", batch.pred_scores)
-        append("pred_class", batch.pred_classes.astype(np.int32))
-        append("gt_image", batch.image_ids[batch.gt_image])
-        append("gt_class", batch.gt_classes.astype(np.int32))
+    def _batch_state(self, batch: FlatBatch, staged: dict[str, list[np.ndarray]]) -> np.ndarray:
+        """Append the state of one checked chunk to ``staged``; returns its confusion matrix.
+
+        The float32 IoU of every prediction with the ground truth of its image is computed once
+        (``grid``) and shared by the ``yolo`` matching of both views and the confusion matrix.
+        """
+        staged["image_ids"].append(batch.image_ids)
+        staged["pred_image"].append(_compact_ids(batch.image_ids[batch.pred_image]))
+        staged["pred_score"].append(_compact_scores(batch.pred_scores))
+        staged["pred_class"].append(batch.pred_classes.astype(np.int32))
+        staged["gt_image"].append(_compact_ids(batch.image_ids[batch.gt_image]))
+        staged["gt_class"].append(batch.gt_classes.astype(np.int32))
         if self.protocol == "coco":
-            append("pred_in_range", area_in_range(batch.pred_boxes))
-            append("gt_in_range", area_in_range(batch.gt_boxes))
+            staged["pred_in_range"].append(area_in_range(batch.pred_boxes))
+            staged["gt_in_range"].append(area_in_range(batch.gt_boxes))
+            rows = confident_rows(batch.pred_scores)  # the confusion matrix needs only these
+        else:
+            rows = np.arange(batch.pred_scores.shape[0])
+        grids = image_grids(rows, batch.pred_image[rows], batch.gt_image, batch.num_images)
+        gt32, pred32 = batch.gt_boxes.astype(np.float32), batch.pred_boxes.astype(np.float32)
+        ious = [grid_iou_yolo(grid, gt32, pred32) for grid in grids]
         for view in self._views():
-            self._match_view(view, batch)
-        self._confusion += confusion_matrix(
-            batch.pred_boxes,
-            batch.pred_scores,
-            batch.pred_classes,
-            batch.pred_image,
-            batch.gt_boxes,
-            batch.gt_classes,
-            batch.gt_image,
-            self.num_classes,
+            for key, value in self._match_view(view, batch, grids, ious).items():
+                staged[key].append(value)
+        return confusion_from_grids(
+            grids, ious, batch.pred_scores, batch.pred_classes, batch.gt_classes, self.num_classes
         )
 
-    def _match_view(self, view: str, batch: FlatBatch) -> None:
+    def _match_view(
+        self, view: str, batch: FlatBatch, grids: list[ImageGrid], ious: list[np.ndarray]
+    ) -> dict[str, np.ndarray]:
         pred_classes, gt_classes, n_classes = self._view_classes(view, batch.pred_classes, batch.gt_classes)
         if self.protocol == "yolo":
-            self._append(
-                f"{view}_hits",
-                yolo_hits(
-                    batch.pred_boxes,
-                    pred_classes,
-                    batch.pred_image,
-                    batch.gt_boxes,
-                    gt_classes,
-                    batch.gt_image,
-                    n_classes,
-                ),
+            bits = yolo_hit_bits(
+                grids,
+                ious,
+                batch.pred_boxes,
+                pred_classes,
+                batch.pred_image,
+                batch.gt_boxes,
+                gt_classes,
+                batch.gt_image,
             )
-            return
+            return {f"{view}_hit_bits": bits}
         match = coco_match(
             batch.pred_boxes,
             batch.pred_scores,
@@ -344,11 +361,11 @@ class DetectionEvaluator:
             n_classes,
         )
         n_pred = match.rank.shape[0]
-        self._append(f"{view}_rank", match.rank)
-        self._append(
-            f"{view}_matched_bits", np.packbits(match.matched.reshape(n_pred, _COCO_OUTCOMES), axis=1)
-        )
-        self._append(f"{view}_tp_bits", np.packbits(match.tp.reshape(n_pred, _COCO_OUTCOMES), axis=1))
+        return {
+            f"{view}_rank": match.rank,
+            f"{view}_matched_bits": np.packbits(match.matched.reshape(n_pred, _COCO_OUTCOMES), axis=1),
+            f"{view}_tp_bits": np.packbits(match.tp.reshape(n_pred, _COCO_OUTCOMES), axis=1),
+        }
 
     def _view_classes(
         self, view: str, pred_classes: np.ndarray, gt_classes: np.ndarray
@@ -357,9 +374,6 @@ class DetectionEvaluator:
             return pred_classes, gt_classes, self.num_classes
         table = self.class_table.map_array()
         return table[pred_classes], table[gt_classes], self.class_table.num_mapped
-
-    def _append(self, key: str, array: np.ndarray) -> None:
-        self._parts[key].append(array)
 
     # --------------------------------------------------------------- compute
     def compute(self) -> MetricsResult:
@@ -401,7 +415,7 @@ class DetectionEvaluator:
             "num_ground_truth": int(gt_classes.size),
         }
         if self.protocol == "yolo":
-            metrics = yolo_metrics(state[f"{view}_hits"], state["pred_score"], pred_classes, gt_classes)
+            metrics = yolo_metrics(state[f"{view}_hit_bits"], state["pred_score"], pred_classes, gt_classes)
             return MetricsResult(
                 classes=metrics.classes,
                 ap=metrics.ap,
@@ -480,11 +494,11 @@ class DetectionEvaluator:
         state = self.state_arrays()
         image_ids = np.sort(state["image_ids"])
         if self.protocol == "yolo":
-            hit = state["fine_hits"][:, t[0]]
+            hit = (state["fine_hit_bits"] >> t[0]) & 1 == 1
         else:
             bits = np.unpackbits(state["fine_tp_bits"], axis=1, count=_COCO_OUTCOMES).reshape(-1, 10, 4)
             hit = bits[:, t[0], 0].astype(bool)
-        counted = state["pred_score"] >= conf
+        counted = state["pred_score"].astype(np.float64) >= conf
         pred_pos = np.searchsorted(image_ids, state["pred_image"])
         gt_pos = np.searchsorted(image_ids, state["gt_image"])
         n = image_ids.size
@@ -515,13 +529,42 @@ def _concat_parts(key: str, parts: list[np.ndarray]) -> np.ndarray:
     return _empty_state(key)
 
 
+def _compact_ids(ids: np.ndarray) -> np.ndarray:
+    """Image ids as int32 when they fit (half the state), else int64."""
+    if ids.size == 0 or (int(ids.min()) >= _INT32.min and int(ids.max()) <= _INT32.max):
+        return ids.astype(np.int32)
+    return ids.astype(np.int64, copy=False)
+
+
+def _compact_scores(scores: np.ndarray) -> np.ndarray:
+    """Scores as float32 when that loses nothing (always for float32 input), else float64: ``yolo`` reads
+    them as float32 like YOLOv5, ``coco`` as float64 like pycocotools, and both see the same values."""
+    if scores.dtype == np.float32:
+        return scores
+    narrow = scores.astype(np.float32)
+    return narrow if np.array_equal(narrow, scores) else scores.astype(np.float64, copy=False)
+
+
+def _upgrade_legacy_hits(arrays: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    """State from before hit flags were bit-packed (``{view}_hits`` [N, 10] bool) -> ``{view}_hit_bits``."""
+    legacy = [key for key in arrays if key.endswith("_hits") and f"{key[:-5]}_hit_bits" not in arrays]
+    if not legacy:
+        return arrays
+    upgraded = dict(arrays)
+    weights = (1 << np.arange(_N_T)).astype(np.uint16)
+    for key in legacy:
+        hits = np.asarray(arrays[key], dtype=bool).reshape(-1, _N_T)
+        upgraded[f"{key[:-5]}_hit_bits"] = (hits * weights).sum(axis=1, dtype=np.uint16)
+    return upgraded
+
+
 def _empty_state(key: str) -> np.ndarray:
     """A zero-length array with the dtype and trailing shape a state key has once filled."""
-    if key.endswith("_hits"):
-        return np.zeros((0, YOLO_IOU_THRESHOLDS.size), dtype=bool)
+    if key.endswith("_hit_bits"):
+        return np.zeros(0, dtype=np.uint16)
     if key.endswith("_bits"):
         return np.zeros((0, _COCO_OUTCOMES // 8), dtype=np.uint8)
     if key.endswith("_in_range"):
         return np.zeros((0, 4), dtype=bool)
-    dtypes = {"pred_score": np.float64, "pred_class": np.int32, "gt_class": np.int32}
-    return np.zeros(0, dtype=dtypes.get(key, np.int32 if key.endswith("_rank") else np.int64))
+    dtypes = {"pred_score": np.float32, "pred_class": np.int32, "gt_class": np.int32, "image_ids": np.int64}
+    return np.zeros(0, dtype=dtypes.get(key, np.int32))

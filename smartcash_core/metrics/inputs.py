@@ -20,8 +20,9 @@ class FlatBatch:
     """Many images concatenated in image order.
 
     ``pred_image`` / ``gt_image`` are positions in ``image_ids`` (0..B-1), non-decreasing.
-    Shapes: pred_boxes [N, 4] float64 xyxy, pred_scores [N] float64, pred_classes [N] int64,
-    gt_boxes [M, 4] float64 xyxy, gt_classes [M] int64, image_ids [B] int64.
+    Shapes: pred_boxes [N, 4] xyxy, pred_scores [N], pred_classes [N] int64, gt_boxes [M, 4] xyxy,
+    gt_classes [M] int64, image_ids [B] int64. Boxes and scores stay float32 when given as float32 (every
+    consumer casts to the precision its reference uses; float32 -> float64 is exact), else float64.
     """
 
     pred_boxes: np.ndarray
@@ -83,7 +84,7 @@ def flatten_images(
     positions = np.arange(len(image_ids), dtype=np.int64)
     batch = FlatBatch(
         pred_boxes=_boxes(_concat(pred_boxes, 4), "pred_boxes"),
-        pred_scores=_concat(pred_scores, 1).reshape(-1).astype(np.float64, copy=False),
+        pred_scores=_floats(_concat(pred_scores, 1).reshape(-1)),
         pred_classes=_classes(_concat(pred_classes, 1), "pred_classes"),
         pred_image=np.repeat(positions, pred_counts),
         gt_boxes=_boxes(_concat(gt_boxes, 4), "gt_boxes"),
@@ -151,7 +152,12 @@ def _boxes(array: np.ndarray, name: str) -> np.ndarray:
         return np.zeros((0, 4), dtype=np.float64)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise ValueError(f"{name} must be real numbers, got dtype {array.dtype}")
-    return array.reshape(-1, 4).astype(np.float64, copy=False)
+    return _floats(array.reshape(-1, 4))
+
+
+def _floats(array: np.ndarray) -> np.ndarray:
+    """float32 stays float32 (no copy), anything else becomes float64."""
+    return array if array.dtype == np.float32 else array.astype(np.float64, copy=False)
 
 
 def _classes(array: np.ndarray, name: str) -> np.ndarray:

@@ -61,6 +61,7 @@ def iou_yolo(gt_boxes: np.ndarray, pred_boxes: np.ndarray) -> np.ndarray:
 
 def xyxy_to_coco(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """xyxy [N, 4] -> (boxes as pycocotools rebuilds them [N, 4] = x1, y1, x1 + w, y1 + h; area [N])."""
+    boxes = boxes.astype(np.float64, copy=False)  # pycocotools works in double
     width = boxes[:, 2] - boxes[:, 0]
     height = boxes[:, 3] - boxes[:, 1]
     rebuilt = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 0] + width, boxes[:, 1] + height], axis=1)

@@ -10,67 +10,81 @@ the few images that have them are re-matched with the literal per-image procedur
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from smartcash_core.metrics.matching import YOLO_IOU_THRESHOLDS, group_pairs, iou_yolo, segment_starts
+from smartcash_core.metrics.grid import ImageGrid
+from smartcash_core.metrics.matching import YOLO_IOU_THRESHOLDS, iou_yolo, segment_starts
 
+_PAD_CLASS = -1  # class of padding slots in a grid: equal to no prediction's class
 _EPS = 1e-16
 _PX = np.linspace(0, 1, 1000)
 _RECALL_POINTS = np.linspace(0, 1, 101)
+_N_T = YOLO_IOU_THRESHOLDS.size
 
 
-def yolo_hits(
+def yolo_hit_bits(
+    grids: Sequence[ImageGrid],
+    ious: Sequence[np.ndarray],
     pred_boxes: np.ndarray,
     pred_classes: np.ndarray,
     pred_image: np.ndarray,
     gt_boxes: np.ndarray,
     gt_classes: np.ndarray,
     gt_image: np.ndarray,
-    num_classes: int,
 ) -> np.ndarray:
-    """True positives per prediction and IoU threshold, [N, 10] bool.
+    """True positives per prediction, bit t for IoU threshold t: [N] uint16.
 
-    Boxes are xyxy [N, 4] / [M, 4]; ``*_image`` are non-decreasing image positions. Rows of one image keep
-    the caller's order (YOLOv5 uses NMS order: confidence descending).
+    ``grids`` / ``ious`` cover every prediction of an image with ground truth (``grid.image_grids`` and
+    ``grid.grid_iou_yolo``). Boxes are xyxy [N, 4] / [M, 4]; ``*_image`` are non-decreasing image
+    positions. Rows of one image keep the caller's order (YOLOv5 uses NMS order: confidence descending).
     """
-    hits = np.zeros((pred_boxes.shape[0], YOLO_IOU_THRESHOLDS.shape[0]), dtype=bool)
-    pairs = group_pairs(pred_image * num_classes + pred_classes, gt_image * num_classes + gt_classes)
-    # cast before gathering: same float32 values, half the memory traffic
-    iou = iou_yolo(gt_boxes.astype(np.float32)[pairs.gt], pred_boxes.astype(np.float32)[pairs.pred])
-    candidate = iou >= YOLO_IOU_THRESHOLDS[0]
-    pair_pred, pair_gt, pair_iou = pairs.pred[candidate], pairs.gt[candidate], iou[candidate]
-    if pair_pred.size == 0:
-        return hits
-    starts = segment_starts(pair_pred)
-    best_iou = np.maximum.reduceat(pair_iou, starts)
-    segment = np.repeat(np.arange(starts.size), np.diff(np.append(starts, pair_pred.size)))
-    at_best = pair_iou == best_iou[segment]
-    best_rows = np.flatnonzero(at_best)
-    first_best = best_rows[segment_starts(segment[best_rows])]
-    preds, best_gt = pair_pred[starts], pair_gt[first_best]
-    _mark_first_prediction_per_gt(hits, preds, best_gt, best_iou)
-    tied = np.add.reduceat(at_best, starts) > 1
+    bits = np.zeros(pred_boxes.shape[0], dtype=np.uint16)
+    found = [
+        _best_same_class(grid, iou, pred_classes, gt_classes) for grid, iou in zip(grids, ious, strict=True)
+    ]
+    if not found:
+        return bits
+    preds, best_gt, best_iou, tied = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    if preds.size == 0:
+        return bits
+    _mark_first_prediction_per_gt(bits, preds, best_gt, best_iou)
     for position in np.unique(pred_image[preds[tied]]):
         _rematch_image_literally(
-            hits, int(position), pred_boxes, pred_classes, pred_image, gt_boxes, gt_classes, gt_image
+            bits, int(position), pred_boxes, pred_classes, pred_image, gt_boxes, gt_classes, gt_image
         )
-    return hits
+    return bits
+
+
+def _best_same_class(
+    grid: ImageGrid, iou: np.ndarray, pred_classes: np.ndarray, gt_classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions with a same-class candidate (IoU >= 0.5): rows, best ground truth (the first at the
+    best IoU, like a stable order would give), best IoU, and whether the best IoU is tied."""
+    same = grid.per_slot(gt_classes, _PAD_CLASS) == pred_classes[grid.preds][:, None]
+    masked = np.where(same, iou, np.float32(-1))
+    best = masked.max(axis=1)
+    local = np.flatnonzero(best >= YOLO_IOU_THRESHOLDS[0])
+    masked, best = masked[local], best[local]
+    slots = masked.argmax(axis=1)
+    tied = (masked == best[:, None]).sum(axis=1) > 1
+    return grid.preds[local], grid.gt_rows(local, slots), best, tied
 
 
 def _mark_first_prediction_per_gt(
-    hits: np.ndarray, preds: np.ndarray, best_gt: np.ndarray, best_iou: np.ndarray
+    bits: np.ndarray, preds: np.ndarray, best_gt: np.ndarray, best_iou: np.ndarray
 ) -> None:
     order = np.lexsort((preds, best_gt))  # by ground truth, then prediction row
     for t, threshold in enumerate(YOLO_IOU_THRESHOLDS):
         selected = order[best_iou[order] >= threshold]
         winners = selected[segment_starts(best_gt[selected])]
-        hits[preds[winners], t] = True
+        bits[preds[winners]] |= np.uint16(1 << t)
 
 
 def _rematch_image_literally(
-    hits: np.ndarray,
+    bits: np.ndarray,
     position: int,
     pred_boxes: np.ndarray,
     pred_classes: np.ndarray,
@@ -87,7 +101,7 @@ def _rematch_image_literally(
     det_index = np.tile(np.arange(n_pred), n_gt)
     iou = iou_yolo(gt_boxes[gt_rows][label_index], pred_boxes[pred_rows][det_index]).reshape(n_gt, n_pred)
     same_class = gt_classes[gt_rows][:, None] == pred_classes[pred_rows][None, :]
-    hits[pred_rows] = False
+    bits[pred_rows] = 0
     for t, threshold in enumerate(YOLO_IOU_THRESHOLDS):
         label, det = np.nonzero((iou >= threshold) & same_class)  # row-major, like torch.where
         if label.size == 0:
@@ -97,7 +111,7 @@ def _rematch_image_literally(
             matches = matches[matches[:, 2].argsort()[::-1]]
             matches = matches[np.unique(matches[:, 1], return_index=True)[1]]
             matches = matches[np.unique(matches[:, 0], return_index=True)[1]]
-        hits[pred_rows[matches[:, 1].astype(np.int64)], t] = True
+        bits[pred_rows[matches[:, 1].astype(np.int64)]] |= np.uint16(1 << t)
 
 
 @dataclass(frozen=True)
@@ -120,55 +134,95 @@ class YoloMetrics:
 
 
 def yolo_metrics(
-    hits: np.ndarray, scores: np.ndarray, pred_classes: np.ndarray, gt_classes: np.ndarray
+    hit_bits: np.ndarray, scores: np.ndarray, pred_classes: np.ndarray, gt_classes: np.ndarray
 ) -> YoloMetrics:
     """YOLOv5 7.0 ``ap_per_class`` on predictions concatenated in image order.
 
-    hits [N, 10] bool, scores [N] (cast to float32 as YOLOv5's tensors are), pred_classes [N], gt_classes [M].
-    Predictions are ordered with ``np.argsort(-conf)`` (not stable) over the whole array, exactly like
-    YOLOv5, so score ties fall the way they fall there on the same numpy build and CPU.
+    hit_bits [N] uint16 (bit t: true positive at IoU threshold t), scores [N] (cast to float32 as YOLOv5's
+    tensors are), pred_classes [N], gt_classes [M]. Predictions are ordered with ``np.argsort(-conf)``
+    (not stable) over the whole array, exactly like YOLOv5, so score ties fall the way they fall there on
+    the same numpy build and CPU.
     """
     classes, gt_counts = np.unique(gt_classes, return_counts=True)
     n_classes = classes.shape[0]
     zeros = np.zeros(n_classes)
-    if not hits.any():  # val.py skips ap_per_class and reports zeros
-        return YoloMetrics(classes, np.zeros((n_classes, hits.shape[1])), zeros, zeros.copy(), zeros.copy())
+    if not hit_bits.any():  # val.py skips ap_per_class and reports zeros
+        return YoloMetrics(classes, np.zeros((n_classes, _N_T)), zeros, zeros.copy(), zeros.copy())
     conf = scores.astype(np.float32)
     order = np.argsort(-conf)
-    hits, conf, pred_classes = hits[order], conf[order], pred_classes[order]
-    by_class = np.argsort(pred_classes, kind="stable")  # keeps the confidence order inside a class
-    class_starts = np.searchsorted(pred_classes[by_class], classes, side="left")
-    class_ends = np.searchsorted(pred_classes[by_class], classes, side="right")
-    ap = np.zeros((n_classes, hits.shape[1]))
+    # stable partition by class keeps the confidence order inside a class (16-bit keys: radix sort)
+    order = order[np.argsort(_small_ints(pred_classes)[order], kind="stable")]
+    sorted_classes = pred_classes[order]
+    starts = np.searchsorted(sorted_classes, classes, side="left")
+    ends = np.searchsorted(sorted_classes, classes, side="right")
+    neg_conf, bits = -conf[order], hit_bits[order]
+    del order, conf, sorted_classes
+    ap = np.zeros((n_classes, _N_T))
     p_curve, r_curve = np.zeros((n_classes, _PX.size)), np.zeros((n_classes, _PX.size))
+    tp_rows = np.flatnonzero(bits)  # positions (in class, confidence order) with a hit somewhere
+    tp_bits = (bits[tp_rows, None] >> np.arange(_N_T, dtype=np.uint16)) & 1 == 1  # [S, 10]
     for ci in range(n_classes):
-        rows = by_class[class_starts[ci] : class_ends[ci]]
-        if rows.size:
-            ap[ci], p_curve[ci], r_curve[ci] = _class_curves(hits[rows], conf[rows], int(gt_counts[ci]))
+        start, end = int(starts[ci]), int(ends[ci])
+        if end == start:
+            continue
+        n_labels = int(gt_counts[ci])
+        p_curve[ci], r_curve[ci] = _confidence_curves(bits[start:end] & 1 == 1, neg_conf[start:end], n_labels)
+        first, last = np.searchsorted(tp_rows, (start, end))
+        class_rows, class_bits = tp_rows[first:last] - start, tp_bits[first:last]
+        for t in range(_N_T):
+            ap[ci, t] = _ap_from_true_positives(class_rows[class_bits[:, t]], end - start, n_labels)
     f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + _EPS)
     best = int(_smooth(f1_curve.mean(0), 0.1).argmax())
     return YoloMetrics(classes, ap, p_curve[:, best], r_curve[:, best], f1_curve[:, best])
 
 
-def _class_curves(
-    tp: np.ndarray, conf: np.ndarray, n_labels: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """AP [10] and the precision/recall curves [1000] of one class (rows in confidence order)."""
-    tpc = tp.cumsum(0)
-    fpc = (1 - tp).cumsum(0)
+def _small_ints(values: np.ndarray) -> np.ndarray:
+    """Class ids as int16 when they fit (numpy's stable sort is a radix sort there)."""
+    if values.size and int(values.max()) < np.iinfo(np.int16).max:
+        return values.astype(np.int16)
+    return values
+
+
+def _confidence_curves(
+    tp: np.ndarray, neg_conf: np.ndarray, n_labels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall of one class at IoU 0.5 on the 1000-point confidence grid, as YOLOv5 samples
+    them: tp [n] bool and -conf [n] float32 in confidence order."""
+    tpc = tp.cumsum()
+    fpc = (1 - tp).cumsum()
     recall = tpc / (n_labels + _EPS)
     precision = tpc / (tpc + fpc)
-    r_curve = np.interp(-_PX, -conf, recall[:, 0], left=0)
-    p_curve = np.interp(-_PX, -conf, precision[:, 0], left=1)
-    ap = np.array([_interpolated_ap(recall[:, j], precision[:, j]) for j in range(tp.shape[1])])
-    return ap, p_curve, r_curve
+    return np.interp(-_PX, neg_conf, precision, left=1), np.interp(-_PX, neg_conf, recall, left=0)
 
 
-def _interpolated_ap(recall: np.ndarray, precision: np.ndarray) -> float:
-    """101-point interpolated AP of the precision envelope, integrated with the trapezoid rule."""
-    mrec = np.concatenate(([0.0], recall, [1.0]))
-    mpre = np.concatenate(([1.0], precision, [0.0]))
-    mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
+def _ap_from_true_positives(positions: np.ndarray, n_predictions: int, n_labels: int) -> float:
+    """YOLOv5's ``compute_ap`` of one class at one threshold from its true-positive positions alone.
+
+    ``compute_ap`` samples ``np.interp(x, mrec, envelope)`` at 101 recall points, and ``np.interp`` only
+    reads, for each x, the last point with recall <= x and the point after it. Recall steps up at true
+    positives only, so those points are (per recall level) the level's true positive and the last
+    prediction before the next one. Their envelope values follow from the true positives too: a false
+    positive's precision is below that of the next true positive, and after the last true positive the
+    precision falls, so the envelope there is the last prediction's. This builds exactly those points, in
+    order, and calls the same ``np.interp`` and ``np.trapezoid``: the same bits, without [n, 10] curves.
+    """
+    m = positions.size
+    k = np.arange(1, m + 1)
+    recall = k / (n_labels + _EPS)
+    envelope = np.flip(np.maximum.accumulate(np.flip(k / (positions + 1))))
+    if m == 0:
+        mrec, mpre = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])
+    else:
+        # tail of level k: the last prediction before true positive k + 1 (or the last one) when it
+        # is a false positive; its envelope is that of true positive k + 1 (or its own precision)
+        has_tail = np.append(positions[1:] - 1 > positions[:-1], positions[-1] < n_predictions - 1)
+        tail_value = np.append(envelope[1:], m / n_predictions)
+        points = np.stack([recall, recall], axis=1)
+        values = np.stack([envelope, tail_value], axis=1)
+        keep = np.stack([np.ones(m, dtype=bool), has_tail], axis=1)
+        head_x, head_y = ([0.0, 0.0], [1.0, envelope[0]]) if positions[0] > 0 else ([0.0], [1.0])
+        mrec = np.concatenate((head_x, points[keep], [1.0]))
+        mpre = np.concatenate((head_y, values[keep], [0.0]))
     return float(np.trapezoid(np.interp(_RECALL_POINTS, mrec, mpre), _RECALL_POINTS))
 
 

@@ -57,8 +57,8 @@ def test_one_duplicate_is_a_false_positive_after_full_recall() -> None:
         np.array([BOX_A]),
         np.array([0]),
     )
-    hits = evaluator.state_arrays()["fine_hits"]
-    assert hits[0].all() and not hits[1].any()
+    hits = evaluator.state_arrays()["fine_hit_bits"]  # bit t: hit at IoU threshold t
+    assert hits.tolist() == [0b1111111111, 0]
     assert evaluator.compute().map50 == pytest.approx(0.995)
     assert one_image("coco", preds, [(BOX_A, 0)]).map50_95 == pytest.approx(1.0)
 
@@ -93,7 +93,7 @@ def test_iou_exactly_at_threshold_matches_only_that_threshold() -> None:
     evaluator.update(
         np.array([preds[0][0]]), np.array([0.9]), np.array([0]), np.array([BOX_A]), np.array([0])
     )
-    assert evaluator.state_arrays()["fine_hits"][0].tolist() == [True] + [False] * 9
+    assert evaluator.state_arrays()["fine_hit_bits"].tolist() == [0b1]  # threshold 0.50 only
     yolo = evaluator.compute()
     assert yolo.map50 == pytest.approx(0.995) and yolo.map50_95 == pytest.approx(0.0995)
     coco = one_image("coco", preds, gts, num_classes=1)
