@@ -47,11 +47,13 @@ class TrainConfig:
     lr: float = 0.002
     final_lr_fraction: float = 0.05
     weight_decay: float = 5e-4
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     ema_decay: float = 0.995
     seed: int = 0
     model_name: str = "yolov5n"
     threads: int = 2
+    time_budget_min: float | None = None  # wall-clock cap for the whole run before evaluation (None: epochs)
+    head_budget_fraction: float = 0.1  # share of the time budget phase 1 may use
 
 
 @dataclass
@@ -191,12 +193,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.937, 0.999))
 
 
-def learning_rate(step: int, total_steps: int, config: TrainConfig) -> float:
-    """Linear warmup from 0, then cosine decay to ``final_lr_fraction * lr`` at ``total_steps``."""
+def learning_rate(step: int, progress: float, config: TrainConfig) -> float:
+    """Linear warmup over the first ``warmup_steps``, then cosine decay to ``final_lr_fraction * lr`` as
+    ``progress`` (fraction of the phase done, by steps or by time budget) goes from 0 to 1."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
     return config.lr * (config.final_lr_fraction + (1 - config.final_lr_fraction) * cosine)
 
 
@@ -218,9 +220,22 @@ def train_step(model: nn.Module, loss_fn: YoloLoss, optimizer: torch.optim.Optim
     return parts
 
 
+@dataclass
+class PhaseReport:
+    """What one phase did: optimizer steps, epochs completed (fractional when a time budget cut it)."""
+
+    steps: int
+    epochs: float
+    epoch_losses: list[float]
+
+
 def train_phase(model: nn.Module, data: CachedDataset, phase: int, epochs: int, config: TrainConfig,
-                ema: WeightEma, log: Log) -> list[float]:
-    """Run one phase; returns the mean total loss (per image) of each epoch."""
+                ema: WeightEma, log: Log, time_budget_s: float | None = None) -> PhaseReport:
+    """Run one phase for ``epochs`` epochs or until ``time_budget_s`` is spent, whichever comes first.
+
+    The cosine schedule follows whichever of the two is further along, so a budget-cut phase still ends
+    at the low learning rate (the machine is shared; its speed is not known in advance).
+    """
     set_backbone_frozen(model, frozen=phase == 1)
     model.train()
     optimizer = make_optimizer(model, config)
@@ -228,21 +243,30 @@ def train_phase(model: nn.Module, data: CachedDataset, phase: int, epochs: int, 
     generator = torch.Generator().manual_seed(config.seed * 100 + phase)
     steps_per_epoch = len(data) // config.batch_size
     total_steps, step, epoch_losses = epochs * steps_per_epoch, 0, []
-    for epoch in range(epochs):
-        started, running = time.perf_counter(), torch.zeros(3)
+    phase_started = time.perf_counter()
+
+    def progress() -> float:
+        by_steps = step / max(1, total_steps)
+        by_time = (time.perf_counter() - phase_started) / time_budget_s if time_budget_s else 0.0
+        return max(by_steps, by_time)
+
+    while step == 0 or progress() < 1.0:  # at least one step, so every phase leaves a trace
+        started, running, epoch_steps = time.perf_counter(), torch.zeros(3), 0
         for images, targets in iterate_batches(data, config.batch_size, generator):
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, config)
+                group["lr"] = learning_rate(step, progress(), config)
             running += train_step(model, loss_fn, optimizer, images, targets)
             ema.update(model)
-            step += 1
-        mean = running / max(1, steps_per_epoch)
+            step, epoch_steps = step + 1, epoch_steps + 1
+            if progress() >= 1.0:
+                break
+        mean = running / max(1, epoch_steps)
         epoch_losses.append(float(mean.sum()))
-        log(f"phase {phase} epoch {epoch + 1}/{epochs}: loss {mean.sum():.4f} (box {mean[0]:.4f} "
-            f"obj {mean[1]:.4f} cls {mean[2]:.4f}) lr {optimizer.param_groups[0]['lr']:.5f} "
-            f"{time.perf_counter() - started:.0f}s")
+        log(f"phase {phase} epoch {step / steps_per_epoch:.2f}/{epochs}: loss {mean.sum():.4f} "
+            f"(box {mean[0]:.4f} obj {mean[1]:.4f} cls {mean[2]:.4f}) "
+            f"lr {optimizer.param_groups[0]['lr']:.5f} {time.perf_counter() - started:.0f}s")
         _save_state(ema.shadow, config.workdir / "ema_last.safetensors")  # lets a cut-short run be used
-    return epoch_losses
+    return PhaseReport(steps=step, epochs=round(step / steps_per_epoch, 2), epoch_losses=epoch_losses)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -291,8 +315,13 @@ def save_demo_checkpoint(model: nn.Module, path: Path, config: TrainConfig, metr
     from smartcash_core.checkpoint.native import save_checkpoint
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, model, class_table=default_class_table(), imgsz=config.imgsz,
-                    epoch=config.epochs_head + config.epochs_full, phase=2, metrics=metrics, half=True)
+    epochs_done = math.ceil(metrics["epochs_head"] + metrics["epochs_full"])
+    save_checkpoint(path, model, class_table=default_class_table(), imgsz=config.imgsz, epoch=epochs_done,
+                    phase=2, metrics=metrics, half=True)
+
+
+def _seconds_left(deadline: float) -> float:
+    return max(1.0, deadline - time.perf_counter())
 
 
 def train_demo(config: TrainConfig, log: Log = print) -> dict[str, Any]:
@@ -307,13 +336,19 @@ def train_demo(config: TrainConfig, log: Log = print) -> dict[str, Any]:
     log(f"cached {len(data)} letterboxed images ({data.images.numel() / 1e6:.0f} MB)")
     model = build_model(config.model_name, default_class_table().num_fine)
     ema = WeightEma(model, config.ema_decay)
-    head_losses = train_phase(model, data, 1, config.epochs_head, config, ema, log)
-    full_losses = train_phase(model, data, 2, config.epochs_full, config, ema, log)
+    deadline = started + config.time_budget_min * 60 if config.time_budget_min else None
+    head_budget = _seconds_left(deadline) * config.head_budget_fraction if deadline else None
+    head = train_phase(model, data, 1, config.epochs_head, config, ema, log, head_budget)
+    full_budget = _seconds_left(deadline) if deadline else None
+    full = train_phase(model, data, 2, config.epochs_full, config, ema, log, full_budget)
     ema.copy_to(model)
     _save_state(model.state_dict(), config.workdir / "ema_final.safetensors")
-    metrics: dict[str, Any] = {"epochs_head": config.epochs_head, "epochs_full": config.epochs_full,
-                               "train_images": len(data), "imgsz": config.imgsz, "seed": config.seed,
-                               "final_train_loss": full_losses[-1] if full_losses else head_losses[-1]}
+    metrics: dict[str, Any] = {
+        "epochs_head": head.epochs, "epochs_full": full.epochs, "steps_head": head.steps,
+        "steps_full": full.steps, "batch_size": config.batch_size, "train_images": len(data),
+        "imgsz": config.imgsz, "seed": config.seed, "time_budget_min": config.time_budget_min,
+        "final_train_loss": (full.epoch_losses or head.epoch_losses)[-1],
+    }
     try:
         metrics["val"] = evaluate_map50(model, val_root, config.imgsz)
     except (ImportError, NotImplementedError) as exc:  # the validation pass is optional for training
@@ -328,6 +363,7 @@ def train_demo(config: TrainConfig, log: Log = print) -> dict[str, Any]:
 def cli_train_demo(args: argparse.Namespace) -> int:
     """``smartcash train-demo``: train and write the demo checkpoint."""
     config = TrainConfig(out=Path(args.out), workdir=Path(args.workdir), images=args.images, imgsz=args.imgsz,
-                         epochs_head=args.epochs_head, epochs_full=args.epochs_full, seed=args.seed)
+                         epochs_head=args.epochs_head, epochs_full=args.epochs_full, seed=args.seed,
+                         time_budget_min=getattr(args, "time_budget_min", None))
     train_demo(config, log=lambda line: print(line, flush=True))
     return 0

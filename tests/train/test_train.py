@@ -15,6 +15,7 @@ from PIL import Image
 
 from smartcash_core.train import (
     FROZEN_BACKBONE_LAYERS,
+    CachedDataset,
     TrainConfig,
     WeightEma,
     augment_batch,
@@ -23,6 +24,7 @@ from smartcash_core.train import (
     load_cached_dataset,
     make_optimizer,
     set_backbone_frozen,
+    train_phase,
     train_step,
 )
 
@@ -73,11 +75,13 @@ def test_augment_batch_flips_boxes_with_pixels() -> None:
 
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
     config = _config(lr=0.01, warmup_steps=10, final_lr_fraction=0.1)
-    assert learning_rate(0, 100, config) == pytest.approx(0.001)
-    assert learning_rate(9, 100, config) == pytest.approx(0.01)
-    assert learning_rate(55, 100, config) == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
-    assert learning_rate(100, 100, config) == pytest.approx(0.001)
-    values = [learning_rate(step, 100, config) for step in range(10, 101)]
+    assert learning_rate(0, 0.0, config) == pytest.approx(0.001)
+    assert learning_rate(9, 0.09, config) == pytest.approx(0.01)
+    assert learning_rate(10, 0.0, config) == pytest.approx(0.01)
+    assert learning_rate(55, 0.5, config) == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
+    assert learning_rate(100, 1.0, config) == pytest.approx(0.001)
+    assert learning_rate(100, 1.7, config) == pytest.approx(0.001)  # past the end: stays at the floor
+    values = [learning_rate(step, step / 100, config) for step in range(10, 101)]
     assert all(a >= b for a, b in itertools.pairwise(values))
 
 
@@ -122,6 +126,24 @@ def test_training_steps_reduce_the_loss_on_a_two_image_batch(small_model: torch.
     assert not torch.equal(ema.shadow[key], model.state_dict()[key])  # an average, not a copy
 
 
+def test_train_phase_counts_epochs_and_stops_on_the_time_budget(small_model: torch.nn.Module,
+                                                                tmp_path: Path) -> None:
+    images = torch.randint(0, 255, (4, 3, 64, 64), dtype=torch.uint8)
+    labels = [torch.tensor([[float(i), 0.5, 0.5, 0.4, 0.3]]) for i in range(4)]
+    data = CachedDataset(images, labels)
+    config = TrainConfig(out=tmp_path / "out.safetensors", workdir=tmp_path, imgsz=64, batch_size=2,
+                         warmup_steps=1)
+    ema = WeightEma(small_model, decay=0.9)
+    lines: list[str] = []
+    report = train_phase(small_model, data, 2, 2, config, ema, lines.append)
+    assert (report.steps, report.epochs, len(report.epoch_losses)) == (4, 2.0, 2)
+    assert len(lines) == 2 and lines[0].startswith("phase 2 epoch 1.00/2")
+    assert (tmp_path / "ema_last.safetensors").exists()
+    cut = train_phase(small_model, data, 1, 5, config, ema, lines.append, time_budget_s=1e-6)
+    assert (cut.steps, cut.epochs) == (1, 0.5)  # one step always runs, then the budget is spent
+    assert not any(p.requires_grad for n, p in small_model.named_parameters() if n.startswith("model.0."))
+
+
 def _safetensors_metadata(path: Path) -> dict[str, str]:
     with path.open("rb") as handle:
         (header_len,) = struct.unpack("<Q", handle.read(8))
@@ -137,7 +159,7 @@ def test_demo_checkpoint_loads_and_records_phase_two() -> None:
     assert loaded.class_table.num_fine == 17
     assert int(loaded.metadata["phase"]) == 2
     metrics = loaded.metadata["metrics"]
-    assert int(loaded.metadata["epoch"]) == metrics["epochs_head"] + metrics["epochs_full"]
+    assert int(loaded.metadata["epoch"]) == math.ceil(metrics["epochs_head"] + metrics["epochs_full"])
     assert metrics["epochs_full"] > 0 and metrics["epochs_head"] > 0
     with torch.no_grad():
         decoded, _raw = loaded.model(torch.zeros(1, 3, 320, 320))
