@@ -59,6 +59,13 @@ def test_rank0_receives_every_payload_in_rank_order(rank_results: list[dict[str,
     assert main["merge_s"] > 0
 
 
+def test_gather_evaluator_state_merges_on_rank0_only(rank_results: list[dict[str, Any]]) -> None:
+    assert rank_results[1]["evaluator_gather"] is None
+    outcome = rank_results[0]["evaluator_gather"]
+    assert outcome["single"]["map50"] > 0.1
+    assert outcome["merged"] == outcome["single"]
+
+
 @pytest.mark.parametrize(("scenario", "images_per_rank"), [
     ("uneven_yolo", [4, 5]), ("empty_shard_yolo", [0, 9]), ("uneven_coco", [3, 6])])
 def test_merged_result_equals_the_single_process_result(

@@ -20,13 +20,16 @@ import torch
 
 from smartcash_core.distributed import (
     DistContext,
+    gather_evaluator_state,
     init_from_env,
     run_distributed_validation,
+    shard_bounds,
     shutdown,
     timed_gather,
 )
 from smartcash_core.errors import DistributedError
 from smartcash_core.validate import ValidationParams, run_validation
+from tests.distributed.evaluator_cases import evaluator_over, random_images
 
 Setup = Mapping[str, str]
 Scenario = Callable[[DistContext, Setup], Any]
@@ -39,6 +42,18 @@ def rank_arrays(ctx: DistContext, setup: Setup) -> Any:
                "hits": np.ones((rows, 10), dtype=bool)}
     gathered, merge_s = timed_gather(payload, ctx)
     return None if gathered is None else {"gathered": gathered, "merge_s": merge_s}
+
+
+def evaluator_gather(ctx: DistContext, setup: Setup) -> Any:
+    """Each rank evaluates its shard of 14 random images (global ids); rank 0 merges and compares."""
+    images = random_images(seed=11)
+    start, stop = shard_bounds(len(images), ctx.rank, ctx.world_size, unit=4)  # 8 + 6 images
+    mine = evaluator_over(images[start:stop], "yolo", list(range(start, stop)))
+    merged = gather_evaluator_state(mine, ctx)
+    if merged is None:
+        return None
+    single = evaluator_over(images, "yolo", None)
+    return {"merged": merged.compute().to_dict(), "single": single.compute().to_dict()}
 
 
 @functools.cache
@@ -75,6 +90,7 @@ def failing_rank(ctx: DistContext, setup: Setup) -> Any:
 # batch 16 -> 1 batch, so rank 0 validates nothing; batch 3 with the coco protocol -> 3 batches, split 1/2.
 SCENARIOS: dict[str, Scenario] = {
     "arrays": rank_arrays,
+    "evaluator_gather": evaluator_gather,
     "uneven_yolo": validation(ValidationParams(imgsz=320, batch_size=2, device="cpu", workers=0)),
     "empty_shard_yolo": validation(ValidationParams(imgsz=320, batch_size=16, device="cpu", workers=0)),
     "uneven_coco": validation(
