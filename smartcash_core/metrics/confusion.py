@@ -95,14 +95,12 @@ def _best_ground_truth(
     grid: ImageGrid, iou: np.ndarray, is_confident: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each confident prediction's best ground truth (any class, IoU > threshold; exact ties: the lower
-    row, which is the first slot): prediction rows, ground-truth rows, IoU."""
-    local = np.flatnonzero(is_confident[grid.preds])
-    candidate = iou[local]
-    best = candidate.max(axis=1)
-    slots = candidate.argmax(axis=1)
-    keep = best > np.float32(threshold)
-    local = local[keep]
-    return grid.preds[local], grid.gt_rows(local, slots[keep]), best[keep]
+    row, which is the first slot): prediction rows, ground-truth rows, IoU. iou [W, n]."""
+    best = iou.max(axis=0)
+    local = np.flatnonzero(is_confident[grid.preds] & (best > np.float32(threshold)))
+    best = best[local]
+    slots = (iou[:, local] == best).argmax(axis=0)
+    return grid.preds[local], grid.gt_rows(local, slots), best
 
 
 def map_confusion(matrix: np.ndarray, fine_to_mapped: np.ndarray, num_mapped: int) -> np.ndarray:

@@ -56,7 +56,18 @@ def _concat(parts: Sequence[ArrayLike], width: int) -> np.ndarray:
         return to_numpy(torch.cat([part.reshape(shape) for part in parts]))
     if not parts:
         return np.zeros((0, width) if width > 1 else (0,))
+    if _all_numpy_shaped(parts, width):  # the common case: no per-image conversion or reshape
+        return np.concatenate(parts)
     return np.concatenate([np.asarray(to_numpy(part)).reshape(shape) for part in parts])
+
+
+def _all_numpy_shaped(parts: Sequence[ArrayLike], width: int) -> bool:
+    """Whether every part is a numpy array already shaped [rows, width] (width 1: [rows])."""
+    if not all(type(part) is np.ndarray for part in parts):
+        return False
+    if width == 1:
+        return all(part.ndim == 1 for part in parts)
+    return all(part.ndim == 2 and part.shape[1] == width for part in parts)
 
 
 def flatten_images(
@@ -108,11 +119,14 @@ def _row_counts(
     image_ids: np.ndarray,
 ) -> np.ndarray:
     """Rows per image; mismatched lengths between the arrays of one image raise ``ValueError``."""
-    counts = np.fromiter(
-        (_num_boxes(b, f"{kind}_boxes", int(i)) for b, i in zip(boxes, image_ids, strict=True)),
-        dtype=np.int64,
-        count=len(boxes),
-    )
+    if _all_numpy_shaped(boxes, 4):
+        counts = np.fromiter((part.shape[0] for part in boxes), dtype=np.int64, count=len(boxes))
+    else:
+        counts = np.fromiter(
+            (_num_boxes(b, f"{kind}_boxes", int(i)) for b, i in zip(boxes, image_ids, strict=True)),
+            dtype=np.int64,
+            count=len(boxes),
+        )
     others = (
         {f"{kind}_classes": classes} if scores is None else {"pred_scores": scores, "pred_classes": classes}
     )
@@ -133,7 +147,7 @@ def _row_counts(
 
 
 def _num_entries(part: ArrayLike) -> int:
-    if isinstance(part, np.ndarray):
+    if type(part) is np.ndarray:
         return part.size
     return int(part.numel()) if hasattr(part, "numel") else len(part)
 

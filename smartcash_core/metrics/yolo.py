@@ -62,14 +62,18 @@ def _best_same_class(
     grid: ImageGrid, iou: np.ndarray, pred_classes: np.ndarray, gt_classes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Predictions with a same-class candidate (IoU >= 0.5): rows, best ground truth (the first at the
-    best IoU, like a stable order would give), best IoU, and whether the best IoU is tied."""
-    same = grid.per_slot(gt_classes, _PAD_CLASS) == pred_classes[grid.preds][:, None]
+    best IoU, like a stable order would give), best IoU, and whether the best IoU is tied.
+
+    iou [W, n] (``grid.grid_iou_yolo``); only the few candidates are looked at slot by slot.
+    """
+    same = grid.per_slot(gt_classes, _PAD_CLASS) == pred_classes[grid.preds]
     masked = np.where(same, iou, np.float32(-1))
-    best = masked.max(axis=1)
+    best = masked.max(axis=0)
     local = np.flatnonzero(best >= YOLO_IOU_THRESHOLDS[0])
-    masked, best = masked[local], best[local]
-    slots = masked.argmax(axis=1)
-    tied = (masked == best[:, None]).sum(axis=1) > 1
+    masked, best = masked[:, local], best[local]
+    at_best = masked == best
+    slots = at_best.argmax(axis=0)  # first slot at the best IoU
+    tied = at_best.sum(axis=0) > 1
     return grid.preds[local], grid.gt_rows(local, slots), best, tied
 
 
