@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from smartcash_core.cache import label_cache
 from smartcash_core.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -395,33 +396,104 @@ def _relative_name(root: Path, path: Path) -> str:
         return str(path)
 
 
+FileIdentity = tuple[str, int, int, int] | None  # (path, size, mtime_ns, inode); None: no such file
+
+
+@dataclass(frozen=True)
+class _IndexedFile:
+    """What indexing one image found, independent of the dataset root (so it can be cached).
+
+    ``image_reason`` is the probe's reason when the image is unusable; ``label_problems`` are
+    ``(line, reason)`` pairs for the label file; ``labels`` is None when the label file was unreadable.
+    """
+
+    shape: tuple[int, int] | None
+    image_reason: str
+    labels: np.ndarray | None
+    label_problems: tuple[tuple[int | None, str], ...]
+    cacheable: bool = True
+
+
+def _file_identity(path: Path) -> FileIdentity:
+    """``(path, size, mtime_ns, inode)``: a rewrite changes size or mtime, an atomic replace the inode.
+
+    A same-size rewrite within the filesystem's timestamp granularity (a few ms) is not detected; that is
+    the usual limit of stat-keyed caches (make, YOLOv5's ``.cache`` hash) and acceptable between epochs.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
 def _sample_from_file(
     root: Path, image_path: Path, num_classes: int
 ) -> tuple[Sample | None, list[ReportEntry]]:
+    """Probe the image and parse its labels, through the label cache.
+
+    The cache key holds both files' identities and the class count (which decides which lines are
+    valid), so a second indexing of an unchanged set skips the header probe and the label parse. Report
+    file names depend on the root, so they are rebuilt from the cached ``(line, reason)`` pairs.
+    """
     name = _relative_name(root, image_path)
-    shape, reason = probe_image(image_path)
-    if shape is None:
-        return None, [ReportEntry(name, None, reason)]
     label_path = label_path_for(image_path)
-    labels, problems = _read_label_file(root, label_path, num_classes)
-    if labels is None:
+    found = _indexed_file_cached(image_path, label_path, num_classes)
+    if found.shape is None:
+        return None, [ReportEntry(name, None, found.image_reason)]
+    label_name = _relative_name(root, label_path)
+    problems = [ReportEntry(label_name, line, reason) for line, reason in found.label_problems]
+    if found.labels is None:
         return None, problems
-    sample = Sample(name=name, labels=labels, image_path=image_path, shape=shape, label_path=label_path)
+    # a copy, so a consumer that edits its labels in place cannot corrupt the cached array
+    sample = Sample(
+        name=name, labels=found.labels.copy(), image_path=image_path, shape=found.shape, label_path=label_path
+    )
     return sample, problems
 
 
+def _indexed_file_cached(image_path: Path, label_path: Path, num_classes: int) -> _IndexedFile:
+    image_id = _file_identity(image_path)
+    if image_id is None:  # vanished since listing: report it, never cache it
+        return _IndexedFile(None, "image file not found", None, (), cacheable=False)
+    key = ("dataset-file", image_id, _file_identity(label_path), num_classes)
+    cache = label_cache()
+    found = cache.get(key)
+    if found is None:
+        found = _index_file(image_path, label_path, num_classes)
+        if found.cacheable:
+            cache.put(key, found, _indexed_nbytes(found))
+    return found
+
+
+def _index_file(image_path: Path, label_path: Path, num_classes: int) -> _IndexedFile:
+    shape, reason = probe_image(image_path)
+    if shape is None:
+        return _IndexedFile(None, reason, None, ())
+    labels, problems = _read_label_file(label_path, num_classes)
+    # an unreadable label file may be a permission problem, which the mtime does not track
+    return _IndexedFile(shape, "", labels, problems, cacheable=labels is not None)
+
+
+def _indexed_nbytes(found: _IndexedFile) -> int:
+    """Array bytes plus the report text: enough for the byte bound to mean something."""
+    array_bytes = 0 if found.labels is None else int(found.labels.nbytes)
+    text_bytes = len(found.image_reason) + sum(len(reason) + 16 for _, reason in found.label_problems)
+    return 128 + array_bytes + text_bytes
+
+
 def _read_label_file(
-    root: Path, label_path: Path, num_classes: int
-) -> tuple[np.ndarray | None, list[ReportEntry]]:
-    """Missing file: background (no labels). Unreadable file: ``None`` (the image is skipped)."""
-    label_name = _relative_name(root, label_path)
+    label_path: Path, num_classes: int
+) -> tuple[np.ndarray | None, tuple[tuple[int | None, str], ...]]:
+    """Labels and ``(line, reason)`` problems. Missing file: background; unreadable: ``None`` (skip image)."""
     try:
         text = label_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return empty_labels(), []
+        return empty_labels(), ()
     except (OSError, UnicodeDecodeError) as exc:
-        return None, [ReportEntry(label_name, None, f"unreadable label file, image skipped: {exc}")]
-    return parse_label_text(text, label_name, num_classes)
+        return None, ((None, f"unreadable label file, image skipped: {exc}"),)
+    labels, problems = parse_label_text(text, "", num_classes)  # the caller names the file
+    return labels, tuple((entry.line, entry.reason) for entry in problems)
 
 
 # ----------------------------------------------------------------------------------------------------------
