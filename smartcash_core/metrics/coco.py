@@ -39,6 +39,12 @@ def area_in_range(boxes: np.ndarray) -> np.ndarray:
     return (area[:, None] >= COCO_AREA_RANGES[:, 0]) & (area[:, None] <= COCO_AREA_RANGES[:, 1])
 
 
+def area_bits(boxes: np.ndarray) -> np.ndarray:
+    """``area_in_range`` packed: bit a of [N] uint8 is area range a (all, small, medium, large)."""
+    weights = (1 << np.arange(_N_A)).astype(np.uint8)
+    return (area_in_range(boxes) * weights).sum(axis=1, dtype=np.uint8)
+
+
 @dataclass(frozen=True)
 class CocoMatch:
     """Per prediction: rank in its (image, class) by score [N] int32, matched and true positive [N, 10, 4]."""
@@ -191,46 +197,68 @@ def coco_metrics(
     scores: np.ndarray,
     classes: np.ndarray,
     rank: np.ndarray,
-    pred_in_range: np.ndarray,
+    pred_area_bits: np.ndarray,
     matched_rows: np.ndarray,
     matched: np.ndarray,
     tp: np.ndarray,
     gt_classes: np.ndarray,
-    gt_in_range: np.ndarray,
+    gt_area_bits: np.ndarray,
     num_classes: int,
 ) -> CocoMetrics:
     """COCOeval ``accumulate`` over predictions in image order.
 
-    scores [N] float64, classes [N], rank [N], pred_in_range [N, 4] bool; ``matched_rows`` [S] are the rows
-    matched at some (threshold, area) and matched/tp [S, 10, 4] bool their outcomes (other rows are
-    unmatched everywhere); gt_classes [M], gt_in_range [M, 4] bool.
+    scores [N], classes [N], rank [N] (rank in its image and class; values >= 100 all mean "beyond
+    maxDets"), pred_area_bits [N] uint8 (bit a: inside area range a); ``matched_rows`` [S] (ascending) are
+    the rows matched at some (threshold, area) and matched/tp [S, 10, 4] bool their outcomes (other rows
+    are unmatched everywhere); gt_classes [M], gt_area_bits [M] uint8.
     """
     order = np.argsort(-scores, kind="stable")  # mergesort over images concatenated in order
-    order = order[np.argsort(classes[order], kind="stable")]
-    sorted_classes = classes[order]
-    class_start = np.searchsorted(sorted_classes, np.arange(num_classes), side="left")
+    order = order[np.argsort(_small_ints(classes)[order], kind="stable")]  # 16-bit keys: radix sort
+    class_start = np.searchsorted(classes[order], np.arange(num_classes), side="left")
     gt_count = np.stack(
-        [np.bincount(gt_classes[gt_in_range[:, a]], minlength=num_classes) for a in range(_N_A)], axis=1
+        [np.bincount(gt_classes[(gt_area_bits >> a) & 1 == 1], minlength=num_classes) for a in range(_N_A)],
+        axis=1,
     )  # [K, A] "npig"
-    position = np.empty(order.size, dtype=np.int64)
-    position[order] = np.arange(order.size)
-    by_position = np.argsort(position[matched_rows])
-    matched_rows, matched, tp = matched_rows[by_position], matched[by_position], tp[by_position]
-    positions = position[matched_rows]
-    curves = _Curves(matched_rows, positions, sorted_classes[positions], class_start, num_classes)
+    is_matched = np.zeros(order.size, dtype=bool)
+    is_matched[matched_rows] = True
+    positions = np.flatnonzero(is_matched[order])  # positions of matched rows in the sorted order
+    rows = order[positions]
+    sorted_area, sorted_rank = pred_area_bits[order], _capped_rank(rank[order])
+    del order, is_matched
+    curves = _Curves(
+        rows_rank=_capped_rank(rank[rows]),
+        rows_area=pred_area_bits[rows],
+        positions=positions,
+        classes=classes[rows],
+        class_start=class_start,
+        num_classes=num_classes,
+    )
+    outcome = np.searchsorted(matched_rows, rows)
+    matched, tp = matched[outcome], tp[outcome]
     precision = -np.ones((_N_T, RECALL_THRESHOLDS.size, num_classes, _N_A, len(COCO_MAX_DETS)))
     recall = -np.ones((_N_T, num_classes, _N_A, len(COCO_MAX_DETS)))
     for a in range(_N_A):
+        in_range = (sorted_area >> a) & 1 == 1
         for m, max_det in enumerate(COCO_MAX_DETS):
-            eligible = pred_in_range[order, a] & (rank[order] < max_det)
-            eligible_before = np.concatenate(([0], np.cumsum(eligible)))  # exclusive prefix counts
-            q, rc = curves.sample(
-                a, max_det, rank, matched, tp, pred_in_range, eligible_before, gt_count[:, a]
-            )
+            eligible_before = np.zeros(in_range.size + 1, dtype=np.int32)  # exclusive prefix counts
+            np.cumsum(in_range & (sorted_rank < max_det), out=eligible_before[1:])
+            q, rc = curves.sample(a, max_det, matched, tp, eligible_before, gt_count[:, a])
             has_gt = gt_count[:, a] > 0
             precision[:, :, has_gt, a, m] = q[:, has_gt].transpose(0, 2, 1)
             recall[:, has_gt, a, m] = rc[:, has_gt]
     return CocoMetrics(precision, recall)
+
+
+def _small_ints(values: np.ndarray) -> np.ndarray:
+    """Class ids as int16 when they fit (numpy's stable sort is a radix sort there)."""
+    if values.size and int(values.max()) < np.iinfo(np.int16).max:
+        return values.astype(np.int16)
+    return values
+
+
+def _capped_rank(rank: np.ndarray) -> np.ndarray:
+    """Ranks as uint8, capped at the largest maxDets (only ``rank < maxDet`` is ever asked)."""
+    return np.minimum(rank, COCO_MAX_DETS[-1]).astype(np.uint8)
 
 
 class _Curves:
@@ -238,14 +266,17 @@ class _Curves:
 
     def __init__(
         self,
-        rows: np.ndarray,
+        rows_rank: np.ndarray,
+        rows_area: np.ndarray,
         positions: np.ndarray,
         classes: np.ndarray,
         class_start: np.ndarray,
         num_classes: int,
     ) -> None:
-        self.rows = rows  # prediction rows of every prediction matched somewhere, in sorted order
-        self.positions = positions  # their positions in the (class, -score, image) order
+        # every prediction matched somewhere, in the (class, -score, image) order:
+        self.rows_rank = rows_rank  # rank in its image and class (capped)
+        self.rows_area = rows_area  # area-range bits
+        self.positions = positions  # positions in that order
         self.classes = classes
         self.class_start = class_start
         self.num_classes = num_classes
@@ -254,26 +285,24 @@ class _Curves:
         self,
         a: int,
         max_det: int,
-        rank: np.ndarray,
         matched: np.ndarray,
         tp: np.ndarray,
-        pred_in_range: np.ndarray,
         eligible_before: np.ndarray,
         gt_count: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Precision at the 101 recall thresholds [T, K, R] and final recall [T, K] for one (area, maxDet).
 
-        ``matched`` / ``tp`` [S, T, A] belong to ``self.rows``.
+        ``matched`` / ``tp`` [S, T, A] belong to the matched rows, in sorted order.
         """
         k_total = self.num_classes
-        live = matched[:, :, a] & (rank[self.rows] < max_det)[:, None]  # [S, T]
+        live = matched[:, :, a] & (self.rows_rank < max_det)[:, None]  # [S, T]
         t_index, j = np.nonzero(live.T)  # threshold-major, then position: segments (t, class) are contiguous
         segment = t_index * k_total + self.classes[j]
-        in_range = pred_in_range[self.rows[j], a]
+        in_range = ((self.rows_area[j] >> a) & 1).astype(np.int64)
         matched_in_range_before = _exclusive_segment_cumsum(in_range, segment)
-        eligible_in_class_before = (
-            eligible_before[self.positions[j]] - eligible_before[self.class_start[self.classes[j]]]
-        )
+        eligible_in_class_before = eligible_before[self.positions[j]].astype(np.int64) - eligible_before[
+            self.class_start[self.classes[j]]
+        ]
         false_pos = eligible_in_class_before - matched_in_range_before
         is_tp = tp[j, t_index, a]
         segment, false_pos = segment[is_tp], false_pos[is_tp].astype(np.float64)
@@ -302,7 +331,8 @@ def _exclusive_segment_cumsum(values: np.ndarray, segment: np.ndarray) -> np.nda
     running = np.cumsum(values) - values
     if values.size == 0:
         return running
-    first = np.searchsorted(segment, segment, side="left")
+    starts = segment_starts(segment)
+    first = np.repeat(starts, np.diff(np.append(starts, segment.size)))  # linear, no binary search
     return running - running[first]
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from smartcash_core.classes import ClassTable
-from smartcash_core.metrics.coco import area_in_range, coco_match, coco_metrics
+from smartcash_core.metrics.coco import area_bits, coco_match, coco_metrics
 from smartcash_core.metrics.confusion import confident_rows, confusion_from_grids, map_confusion
 from smartcash_core.metrics.grid import ImageGrid, grid_iou_yolo, image_grids
 from smartcash_core.metrics.inputs import ArrayLike, FlatBatch, flatten_images
-from smartcash_core.metrics.matching import COCO_IOU_THRESHOLDS, YOLO_IOU_THRESHOLDS
+from smartcash_core.metrics.matching import COCO_IOU_THRESHOLDS, COCO_MAX_DETS, YOLO_IOU_THRESHOLDS
 from smartcash_core.metrics.yolo import yolo_hit_bits, yolo_metrics
 
 PROTOCOLS = ("yolo", "coco")
@@ -30,6 +30,7 @@ _COCO_OUTCOMES = COCO_IOU_THRESHOLDS.size * 4  # thresholds x area ranges, bit-p
 _PRED_KEYS = ("pred_image", "pred_score", "pred_class")
 _GT_KEYS = ("gt_image", "gt_class")
 _N_T = YOLO_IOU_THRESHOLDS.size
+_SPARSE_KEYS = ("matched_bits", "tp_bits")  # coco outcomes, stored only for predictions with any
 _INT32 = np.iinfo(np.int32)
 
 
@@ -156,10 +157,11 @@ class DetectionEvaluator:
     def _state_keys(self) -> list[str]:
         keys = ["image_ids", *_PRED_KEYS, *_GT_KEYS]
         if self.protocol == "coco":
-            keys += ["pred_in_range", "gt_in_range"]
-            keys += [
-                f"{view}_{name}" for view in self._views() for name in ("rank", "matched_bits", "tp_bits")
-            ]
+            keys += ["pred_area_bits", "gt_area_bits"]  # [N] / [M] uint8, bit a: inside area range a
+            # per prediction: rank in its image and class (uint8, capped at 100) and whether it matched
+            # anywhere; the packed outcomes [S, 5] uint8 only for those S predictions, in state order
+            keys += [f"{view}_{name}" for view in self._views() for name in ("rank", "has_outcome")]
+            keys += [f"{view}_{name}" for view in self._views() for name in _SPARSE_KEYS]
         else:
             keys += [f"{view}_hit_bits" for view in self._views()]  # [N] uint16, bit t: hit at threshold t
         return keys
@@ -319,8 +321,8 @@ class DetectionEvaluator:
         staged["gt_image"].append(_compact_ids(batch.image_ids[batch.gt_image]))
         staged["gt_class"].append(batch.gt_classes.astype(np.int32))
         if self.protocol == "coco":
-            staged["pred_in_range"].append(area_in_range(batch.pred_boxes))
-            staged["gt_in_range"].append(area_in_range(batch.gt_boxes))
+            staged["pred_area_bits"].append(area_bits(batch.pred_boxes))
+            staged["gt_area_bits"].append(area_bits(batch.gt_boxes))
             rows = confident_rows(batch.pred_scores)  # the confusion matrix needs only these
         else:
             rows = np.arange(batch.pred_scores.shape[0])
@@ -361,10 +363,13 @@ class DetectionEvaluator:
             n_classes,
         )
         n_pred = match.rank.shape[0]
+        matched = match.matched.reshape(n_pred, _COCO_OUTCOMES)
+        has_outcome = matched.any(axis=1)
         return {
-            f"{view}_rank": match.rank,
-            f"{view}_matched_bits": np.packbits(match.matched.reshape(n_pred, _COCO_OUTCOMES), axis=1),
-            f"{view}_tp_bits": np.packbits(match.tp.reshape(n_pred, _COCO_OUTCOMES), axis=1),
+            f"{view}_rank": np.minimum(match.rank, COCO_MAX_DETS[-1]).astype(np.uint8),
+            f"{view}_has_outcome": has_outcome,
+            f"{view}_matched_bits": np.packbits(matched[has_outcome], axis=1),
+            f"{view}_tp_bits": np.packbits(match.tp.reshape(n_pred, _COCO_OUTCOMES)[has_outcome], axis=1),
         }
 
     def _view_classes(
@@ -392,14 +397,29 @@ class DetectionEvaluator:
         """State with predictions (and ground truth) sorted by image id, stable inside an image."""
         state = self.state_arrays()
         pred_keys = [key for key in state if key.startswith(("pred_", "fine_", "mapped_"))]
+        sparse = [f"{view}_{name}" for view in self._views() for name in _SPARSE_KEYS]
+        pred_keys = [key for key in pred_keys if key not in sparse]
         gt_keys = [key for key in state if key.startswith("gt_")]
         for keys, image_key in ((pred_keys, "pred_image"), (gt_keys, "gt_image")):
             image = state[image_key]
             if image.size and np.any(image[1:] < image[:-1]):  # merged shards: restore image order
                 order = np.argsort(image, kind="stable")
+                if image_key == "pred_image":
+                    self._reorder_sparse(state, order)
                 for key in keys:
                     state[key] = state[key][order]
         return state
+
+    def _reorder_sparse(self, state: dict[str, np.ndarray], order: np.ndarray) -> None:
+        """Put the sparse ``coco`` outcomes in the order their predictions take under ``order``."""
+        if self.protocol != "coco":
+            return
+        for view in self._views():
+            has_outcome = state[f"{view}_has_outcome"]
+            sparse_row = np.cumsum(has_outcome) - 1
+            moved = sparse_row[order][has_outcome[order]]
+            for name in _SPARSE_KEYS:
+                state[f"{view}_{name}"] = state[f"{view}_{name}"][moved]
 
     def _compute_view(self, view: str, state: dict[str, np.ndarray], confusion: np.ndarray) -> MetricsResult:
         pred_classes, gt_classes, n_classes = self._view_classes(
@@ -438,25 +458,22 @@ class DetectionEvaluator:
         n_classes: int,
         common: dict[str, Any],
     ) -> MetricsResult:
-        matched_bits = state[f"{view}_matched_bits"]
-        rows = np.flatnonzero(matched_bits.any(axis=1))
+        rows = np.flatnonzero(state[f"{view}_has_outcome"])
         shape = (rows.size, COCO_IOU_THRESHOLDS.size, 4)
-        matched = np.unpackbits(matched_bits[rows], axis=1, count=_COCO_OUTCOMES).astype(bool).reshape(shape)
-        tp = (
-            np.unpackbits(state[f"{view}_tp_bits"][rows], axis=1, count=_COCO_OUTCOMES)
-            .astype(bool)
-            .reshape(shape)
+        matched, tp = (
+            np.unpackbits(state[f"{view}_{name}"], axis=1, count=_COCO_OUTCOMES).astype(bool).reshape(shape)
+            for name in _SPARSE_KEYS
         )
         metrics = coco_metrics(
             state["pred_score"],
             pred_classes,
             state[f"{view}_rank"],
-            state["pred_in_range"],
+            state["pred_area_bits"],
             rows,
             matched,
             tp,
             gt_classes,
-            state["gt_in_range"],
+            state["gt_area_bits"],
             n_classes,
         )
         stats = metrics.stats()
@@ -497,7 +514,8 @@ class DetectionEvaluator:
             hit = (state["fine_hit_bits"] >> t[0]) & 1 == 1
         else:
             bits = np.unpackbits(state["fine_tp_bits"], axis=1, count=_COCO_OUTCOMES).reshape(-1, 10, 4)
-            hit = bits[:, t[0], 0].astype(bool)
+            hit = np.zeros(state["pred_score"].shape[0], dtype=bool)
+            hit[state["fine_has_outcome"]] = bits[:, t[0], 0] == 1
         counted = state["pred_score"].astype(np.float64) >= conf
         pred_pos = np.searchsorted(image_ids, state["pred_image"])
         gt_pos = np.searchsorted(image_ids, state["gt_image"])
@@ -562,9 +580,11 @@ def _empty_state(key: str) -> np.ndarray:
     """A zero-length array with the dtype and trailing shape a state key has once filled."""
     if key.endswith("_hit_bits"):
         return np.zeros(0, dtype=np.uint16)
+    if key.endswith(("_area_bits", "_rank")):
+        return np.zeros(0, dtype=np.uint8)
     if key.endswith("_bits"):
         return np.zeros((0, _COCO_OUTCOMES // 8), dtype=np.uint8)
-    if key.endswith("_in_range"):
-        return np.zeros((0, 4), dtype=bool)
+    if key.endswith("_has_outcome"):
+        return np.zeros(0, dtype=bool)
     dtypes = {"pred_score": np.float32, "pred_class": np.int32, "gt_class": np.int32, "image_ids": np.int64}
     return np.zeros(0, dtype=dtypes.get(key, np.int32))
