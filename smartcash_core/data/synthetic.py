@@ -273,7 +273,10 @@ def _draw_nominal_badge(
     draw.text((text_x, text_y), text, fill=ink, font=font)
     ticks = denomination + 1
     tick_w = (x1 - x0) * 0.8 / (2 * ticks)
-    tick_top, tick_bottom = y0 + text_height * 0.74, y1 - max(2, text_height * 0.08)
+    tick_top = y0 + text_height * 0.74
+    # Badges under ~8 px (notes on 64-160 px images) have no room below the digits: draw 1 px ticks there
+    # instead of an inverted box, which PIL rejects. Larger badges draw exactly what they always drew.
+    tick_bottom = max(tick_top, y1 - max(2, text_height * 0.08))
     for tick in range(ticks):
         tx = x0 + (x1 - x0) * 0.1 + tick * 2 * tick_w
         draw.rectangle((tx, tick_top, tx + tick_w, tick_bottom), fill=ink)
