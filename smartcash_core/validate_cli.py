@@ -44,7 +44,11 @@ def params_from_args(args: argparse.Namespace) -> ValidationParams:
 def cli_validate(args: argparse.Namespace) -> int:
     """Load the checkpoint, validate with a progress bar, print the report; 0 on success, 2 on bad input."""
     from smartcash_core.checkpoint import load_model
+    from smartcash_core.distributed import run_cli_if_distributed
 
+    distributed_exit_code = run_cli_if_distributed(args)  # under torchrun: shard, merge, rank 0 reports
+    if distributed_exit_code is not None:
+        return distributed_exit_code
     params = params_from_args(args)
     model = load_model(args.weights, params.device)
     try:

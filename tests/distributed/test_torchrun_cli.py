@@ -1,4 +1,4 @@
-"""The user-facing path: ``torchrun --nproc-per-node 2 -m smartcash_core.distributed validate ...`` writes
+"""The user-facing path: ``torchrun --nproc-per-node 2 -m smartcash_core.cli validate ...`` writes
 the same ``--json`` result as ``smartcash validate`` (plus its ``distributed`` section)."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_torchrun_result_equals_the_single_process_cli(
     single = run([sys.executable, "-m", "smartcash_core.cli",
                   *validate_args(trained_weights, mixed_aspect_dataset, single_json)])
     assert single.returncode == 0, single.stderr[-3000:]
-    merged = run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "smartcash_core.distributed",
+    merged = run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "smartcash_core.cli",
                   *validate_args(trained_weights, mixed_aspect_dataset, merged_json)])
     assert merged.returncode == 0, merged.stderr[-3000:]
 

@@ -1,7 +1,7 @@
 """Benchmark (not a test): single-process validation vs ``torchrun`` with 2 gloo ranks, and whether the
 merged result equals the single-process one.
 
-    .venv/bin/python tests/distributed/bench_distributed.py [--runs 2]
+    .venv/bin/python tests/bench/bench_distributed.py [--runs 2]
 
 Data: the YOLOv5 fixture (40 images 640x480, its trained yolov5n), imgsz 320, batch 8, CPU, one thread per
 process in both runs (the thread count changes CPU convolution bits; see docs/DEPLOY.md).
@@ -43,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for run in range(1, runs + 1):
             single = validate([sys.executable, "-m", "smartcash_core.cli"], Path(scratch, "single.json"))
-            launcher = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "smartcash_core.distributed"]
+            launcher = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "smartcash_core.cli"]
             merged = validate(launcher, Path(scratch, "merged.json"))
             print(f"run {run}: single {single['wall_s']:.2f} s | {describe(merged)} | "
                   f"equal to single-process: {stable(merged) == stable(single)}")
