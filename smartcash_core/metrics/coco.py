@@ -212,7 +212,7 @@ def coco_metrics(
     the rows matched at some (threshold, area) and matched/tp [S, 10, 4] bool their outcomes (other rows
     are unmatched everywhere); gt_classes [M], gt_area_bits [M] uint8.
     """
-    order = np.argsort(-scores, kind="stable")  # mergesort over images concatenated in order
+    order = _index32(np.argsort(-scores, kind="stable"))  # mergesort over images concatenated in order
     order = order[np.argsort(_small_ints(classes)[order], kind="stable")]  # 16-bit keys: radix sort
     class_start = np.searchsorted(classes[order], np.arange(num_classes), side="left")
     gt_count = np.stack(
@@ -256,6 +256,11 @@ def _small_ints(values: np.ndarray) -> np.ndarray:
     return values
 
 
+def _index32(index: np.ndarray) -> np.ndarray:
+    """A permutation as int32 when it fits: half the memory for the sort orders kept during compute."""
+    return index.astype(np.int32) if index.size < np.iinfo(np.int32).max else index
+
+
 def _capped_rank(rank: np.ndarray) -> np.ndarray:
     """Ranks as uint8, capped at the largest maxDets (only ``rank < maxDet`` is ever asked)."""
     return np.minimum(rank, COCO_MAX_DETS[-1]).astype(np.uint8)
@@ -292,38 +297,46 @@ class _Curves:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Precision at the 101 recall thresholds [T, K, R] and final recall [T, K] for one (area, maxDet).
 
-        ``matched`` / ``tp`` [S, T, A] belong to the matched rows, in sorted order.
+        ``matched`` / ``tp`` [S, T, A] belong to the matched rows, in sorted order. One threshold at a time
+        keeps the per-entry temporaries a tenth of the size.
         """
-        k_total = self.num_classes
-        live = matched[:, :, a] & (self.rows_rank < max_det)[:, None]  # [S, T]
-        t_index, j = np.nonzero(live.T)  # threshold-major, then position: segments (t, class) are contiguous
-        segment = t_index * k_total + self.classes[j]
+        within_max_det = self.rows_rank < max_det
+        npig = gt_count.astype(np.float64)
+        q = np.empty((_N_T, self.num_classes, RECALL_THRESHOLDS.size))
+        final_recall = np.empty((_N_T, self.num_classes))
+        for t in range(_N_T):
+            j = np.flatnonzero(matched[:, t, a] & within_max_det)  # by position: classes are contiguous
+            q[t], final_recall[t] = self._threshold_curve(j, tp[j, t, a], a, eligible_before, npig)
+        return q, final_recall
+
+    def _threshold_curve(
+        self, j: np.ndarray, is_tp: np.ndarray, a: int, eligible_before: np.ndarray, npig: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Precision at the recall thresholds [K, R] and final recall [K] of one threshold, from the live
+        matched rows ``j`` (``is_tp``: which of them are true positives)."""
+        segment = self.classes[j]
         in_range = ((self.rows_area[j] >> a) & 1).astype(np.int64)
         matched_in_range_before = _exclusive_segment_cumsum(in_range, segment)
         eligible_in_class_before = eligible_before[self.positions[j]].astype(np.int64) - eligible_before[
-            self.class_start[self.classes[j]]
+            self.class_start[segment]
         ]
-        false_pos = eligible_in_class_before - matched_in_range_before
-        is_tp = tp[j, t_index, a]
-        segment, false_pos = segment[is_tp], false_pos[is_tp].astype(np.float64)
+        false_pos = (eligible_in_class_before - matched_in_range_before)[is_tp].astype(np.float64)
+        segment = segment[is_tp]
         true_pos = (_exclusive_segment_cumsum(np.ones(segment.size, dtype=np.int64), segment) + 1).astype(
             np.float64
         )
-        n_tp = np.bincount(segment, minlength=_N_T * k_total).reshape(_N_T, k_total)
-        npig = np.broadcast_to(gt_count, (_N_T, k_total)).astype(np.float64)
+        n_tp = np.bincount(segment, minlength=self.num_classes)
         with np.errstate(divide="ignore", invalid="ignore"):
             final_recall = n_tp / npig
         envelope = _segment_envelope(
-            true_pos / (false_pos + true_pos + np.spacing(1)), segment, true_pos, _N_T * k_total
+            true_pos / (false_pos + true_pos + np.spacing(1)), segment, true_pos, self.num_classes
         )
-        index = _recall_index(npig.reshape(-1), n_tp.reshape(-1))  # [T*K, R]
-        inside = index < n_tp.reshape(-1, 1)  # beyond the last true positive pycocotools leaves 0
+        index = _recall_index(npig, n_tp)  # [K, R]
+        inside = index < n_tp[:, None]  # beyond the last true positive pycocotools leaves 0
         if envelope.shape[1] == 0:
-            q = np.zeros(index.shape)
-        else:
-            picked = np.take_along_axis(envelope, np.minimum(index, envelope.shape[1] - 1), axis=1)
-            q = np.where(inside, picked, 0.0)
-        return q.reshape(_N_T, k_total, -1), final_recall
+            return np.zeros(index.shape), final_recall
+        picked = np.take_along_axis(envelope, np.minimum(index, envelope.shape[1] - 1), axis=1)
+        return np.where(inside, picked, 0.0), final_recall
 
 
 def _exclusive_segment_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:

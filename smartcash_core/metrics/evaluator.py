@@ -423,7 +423,7 @@ class DetectionEvaluator:
 
     def _compute_view(self, view: str, state: dict[str, np.ndarray], confusion: np.ndarray) -> MetricsResult:
         pred_classes, gt_classes, n_classes = self._view_classes(
-            view, state["pred_class"].astype(np.int64), state["gt_class"].astype(np.int64)
+            view, state["pred_class"], state["gt_class"]  # int32: no full-length int64 copies
         )
         common: dict[str, Any] = {
             "protocol": self.protocol,

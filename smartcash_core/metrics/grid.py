@@ -91,20 +91,25 @@ def grid_iou_yolo(grid: ImageGrid, gt_boxes32: np.ndarray, pred_boxes32: np.ndar
 
     gt_boxes32 [M, 4] and pred_boxes32 [N, 4] are float32 xyxy (all rows of the batch).
     """
-    gt = [grid.per_slot(np.ascontiguousarray(gt_boxes32[:, k]), 0) for k in range(4)]
     px1, py1, px2, py2 = (pred_boxes32[grid.preds, k] for k in range(4))
-    inter = np.minimum(gt[2], px2)
-    inter -= np.maximum(gt[0], px1)
-    np.maximum(inter, 0, out=inter)
-    height = np.minimum(gt[3], py2)
-    height -= np.maximum(gt[1], py1)
-    np.maximum(height, 0, out=height)
-    inter *= height
+    inter = _overlap(grid, gt_boxes32[:, 0], gt_boxes32[:, 2], px1, px2)
+    inter *= _overlap(grid, gt_boxes32[:, 1], gt_boxes32[:, 3], py1, py2)
     gt_area = (gt_boxes32[:, 2] - gt_boxes32[:, 0]) * (gt_boxes32[:, 3] - gt_boxes32[:, 1])
-    pred_area = (px2 - px1) * (py2 - py1)
     union = grid.per_slot(gt_area, 0)
-    union += pred_area
+    union += (px2 - px1) * (py2 - py1)
     union -= inter
     union += _YOLO_EPS
     inter /= union
     return inter
+
+
+def _overlap(
+    grid: ImageGrid, gt_low: np.ndarray, gt_high: np.ndarray, pred_low: np.ndarray, pred_high: np.ndarray
+) -> np.ndarray:
+    """``(min(high) - max(low)).clamp(0)`` along one axis: [W, n], at most two [W, n] arrays alive."""
+    extent = grid.per_slot(np.ascontiguousarray(gt_high), 0)
+    np.minimum(extent, pred_high, out=extent)
+    low = grid.per_slot(np.ascontiguousarray(gt_low), 0)
+    np.maximum(low, pred_low, out=low)
+    extent -= low
+    return np.maximum(extent, 0, out=extent)

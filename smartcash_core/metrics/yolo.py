@@ -152,8 +152,10 @@ def yolo_metrics(
     zeros = np.zeros(n_classes)
     if not hit_bits.any():  # val.py skips ap_per_class and reports zeros
         return YoloMetrics(classes, np.zeros((n_classes, _N_T)), zeros, zeros.copy(), zeros.copy())
-    conf = scores.astype(np.float32)
+    conf = scores.astype(np.float32, copy=False)
     order = np.argsort(-conf)
+    if order.size < np.iinfo(np.int32).max:
+        order = order.astype(np.int32)  # half the memory of the permutations kept below
     # stable partition by class keeps the confidence order inside a class (16-bit keys: radix sort)
     order = order[np.argsort(_small_ints(pred_classes)[order], kind="stable")]
     sorted_classes = pred_classes[order]
