@@ -229,6 +229,7 @@ def build_result(
         computed = state.evaluator.compute()
         metrics = summarize_metrics(computed, model.class_table, params.protocol, state.class_counts)
         metrics["classification"] = denomination_metrics(state.per_image, model.class_table)
+        per_image = with_match_counts(state.per_image, state.evaluator)
     images = max(state.images, 1)
     return ValidationResult(
         metrics=metrics,
@@ -236,7 +237,7 @@ def build_result(
         speed_ms_per_image=_speed(state.stage_seconds, images),
         wall_s=wall_s,
         cache=get_cache_info(),
-        per_image=state.per_image,
+        per_image=per_image,
         params=params.to_dict(),
         model=_model_summary(model),
     )
@@ -422,9 +423,10 @@ class _BatchRunner:
             for column, value in zip(columns, (boxes, scores, classes, gt_boxes, gt_classes), strict=True):
                 column.append(value)
             self.class_counts.add(gt_classes.numpy())
-            row = image_counts(boxes, scores, classes, gt_boxes, gt_classes)
+            # tp/fp/fn are filled in by build_result from the evaluator (after any shard merge)
+            row = {"index": position, "file": self.names[position], "instances": len(gt_classes)}
             row.update(self._denominations(boxes, scores, classes, gt_boxes, gt_classes))
-            self.per_image.append({"index": position, "file": self.names[position], **row})
+            self.per_image.append(row)
         image_ids = [meta.ref.index for meta in batch.metas]  # global ids: shards merge like one pass
         self.evaluator.update_batch(*columns, image_ids=image_ids)
 
@@ -467,42 +469,35 @@ def whole_class_ids(class_table: ClassTable) -> np.ndarray:
     )
 
 
-def image_counts(
-    boxes: torch.Tensor,
-    scores: torch.Tensor,
-    classes: torch.Tensor,
-    gt_boxes: torch.Tensor,
-    gt_classes: torch.Tensor,
-    conf: float = DECISION_CONF,
-    iou: float = DECISION_IOU,
-) -> dict[str, int]:
-    """TP/FP/FN of one image at ``iou`` among predictions with score >= ``conf`` (fine classes).
+def with_match_counts(
+    per_image: Sequence[dict[str, Any]], evaluator: DetectionEvaluator
+) -> list[dict[str, Any]]:
+    """Per-image rows with ``predictions``, ``tp``, ``fp``, ``fn`` at IoU 0.5 among predictions with score
+    >= 0.25 (fine classes), from ``evaluator.per_image_summary``.
 
-    Greedy by score: each prediction takes the unmatched same-class ground truth it overlaps most
-    (``[N, 4]`` / ``[M, 4]`` xyxy pixels).
+    The counts are the protocol's own match decisions, so they add up to the true positives behind its
+    precision and recall at that confidence. Under ``yolo`` that is YOLOv5's ``process_batch`` rule: all
+    predictions (down to ``conf_thres``) are matched by IoU, so a lower-confidence prediction that overlaps a
+    ground truth more takes it from a confident one, which then counts as a false positive. Rows keep their
+    order; the input rows are not modified.
     """
-    from smartcash_core.ops.boxes import box_iou
-
-    keep = scores >= conf
-    boxes, classes = boxes[keep], classes[keep]
-    order = torch.argsort(scores[keep], descending=True, stable=True)
-    ious = box_iou(boxes[order], gt_boxes) if len(gt_boxes) else torch.zeros(len(order), 0)
-    same_class = classes[order][:, None] == gt_classes[None, :]
-    candidates = (ious >= iou) & same_class
-    taken = torch.zeros(len(gt_boxes), dtype=torch.bool)
-    true_positives = 0
-    for row in range(len(order)):
-        free = candidates[row] & ~taken
-        if bool(free.any()):
-            taken[int(torch.where(free, ious[row], -1.0).argmax())] = True
-            true_positives += 1
-    return {
-        "instances": len(gt_boxes),
-        "predictions": len(order),
-        "tp": true_positives,
-        "fp": len(order) - true_positives,
-        "fn": len(gt_boxes) - true_positives,
-    }
+    summary = evaluator.per_image_summary(iou=DECISION_IOU, conf=DECISION_CONF)
+    slot = {int(image_id): position for position, image_id in enumerate(summary["image_id"])}
+    rows = []
+    for row in per_image:
+        position = slot.get(int(row["index"]))
+        if position is None:
+            raise SmartCashError(f"image {row['file']} (index {row['index']}) is not in the metric state")
+        counts = {
+            "instances": int(summary["num_ground_truth"][position]),
+            "predictions": int(summary["num_predictions"][position]),
+            "tp": int(summary["tp"][position]),
+            "fp": int(summary["fp"][position]),
+            "fn": int(summary["fn"][position]),
+        }
+        rest = {key: value for key, value in row.items() if key not in counts}
+        rows.append({"index": rest.pop("index"), "file": rest.pop("file"), **counts, **rest})
+    return rows
 
 
 def _largest_whole(gt_boxes: torch.Tensor, gt_classes: torch.Tensor, whole: np.ndarray) -> int | None:

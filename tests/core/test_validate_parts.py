@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from smartcash_core.classes import default_class_table
-from smartcash_core.validate import denomination_metrics, image_counts, whole_class_ids
+from smartcash_core.errors import SmartCashError
+from smartcash_core.metrics import DetectionEvaluator
+from smartcash_core.validate import denomination_metrics, whole_class_ids, with_match_counts
 
 
-def test_image_counts_hand_case() -> None:
-    gt_boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [50.0, 50.0, 60.0, 60.0]])
-    gt_classes = torch.tensor([0, 1, 0])
+def _rows(protocol: str, images: list[tuple[torch.Tensor, ...]]) -> list[dict[str, object]]:
+    """Feed (boxes, scores, classes, gt_boxes, gt_classes) per image to an evaluator, as the pass does."""
+    evaluator = DetectionEvaluator(17, protocol, default_class_table())
+    columns = [list(column) for column in zip(*images, strict=True)]
+    ids = [10 + i for i in range(len(images))]
+    evaluator.update_batch(*columns, image_ids=ids)
+    rows = [{"index": i, "file": f"{i}.jpg", "true_denomination": None} for i in ids]
+    return with_match_counts(rows, evaluator)
+
+
+GT_BOXES = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [50.0, 50.0, 60.0, 60.0]])
+GT_CLASSES = torch.tensor([0, 1, 0])
+
+
+@pytest.mark.parametrize("protocol", ["yolo", "coco"])
+def test_match_counts_hand_case(protocol: str) -> None:
     boxes = torch.tensor(
         [
             [0.0, 0.0, 10.0, 10.0],  # TP for gt 0
@@ -21,11 +37,37 @@ def test_image_counts_hand_case() -> None:
     )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.1])
     classes = torch.tensor([0, 0, 2, 0])
-    counts = image_counts(boxes, scores, classes, gt_boxes, gt_classes)
-    assert counts == {"instances": 3, "predictions": 3, "tp": 1, "fp": 2, "fn": 2}
     no_classes = torch.zeros(0, dtype=torch.long)
-    empty = image_counts(torch.zeros(0, 4), torch.zeros(0), no_classes, gt_boxes, gt_classes)
-    assert empty == {"instances": 3, "predictions": 0, "tp": 0, "fp": 0, "fn": 3}
+    empty = (torch.zeros(0, 4), torch.zeros(0), no_classes, GT_BOXES, GT_CLASSES)
+    rows = _rows(protocol, [(boxes, scores, classes, GT_BOXES, GT_CLASSES), empty])
+    counts = [{k: row[k] for k in ("instances", "predictions", "tp", "fp", "fn")} for row in rows]
+    assert counts == [
+        {"instances": 3, "predictions": 3, "tp": 1, "fp": 2, "fn": 2},
+        {"instances": 3, "predictions": 0, "tp": 0, "fp": 0, "fn": 3},
+    ]
+    assert [row["index"] for row in rows] == [10, 11] and rows[0]["true_denomination"] is None
+
+
+def test_yolo_counts_follow_process_batch_where_it_differs_from_score_greedy() -> None:
+    """Two overlapping ground truths of one class; both predictions overlap gt 0 best.
+
+    ``yolo`` is YOLOv5's ``process_batch``: each prediction claims only its best-IoU ground truth and the
+    earlier (more confident) row wins it, so the 0.8 box is a false positive even though gt 1 (IoU 0.84)
+    is free. ``coco`` matches greedily by score and falls back to gt 1: two true positives. The old
+    score-greedy counts of the pass agreed with ``coco`` here; the pass now reports the protocol's decision.
+    """
+    gt_boxes, gt_classes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 8.0]]), torch.tensor([3, 3])
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 9.5]])
+    image = (boxes, torch.tensor([0.9, 0.8]), torch.tensor([3, 3]), gt_boxes, gt_classes)
+    yolo, coco = _rows("yolo", [image])[0], _rows("coco", [image])[0]
+    assert (yolo["tp"], yolo["fp"], yolo["fn"]) == (1, 1, 1)
+    assert (coco["tp"], coco["fp"], coco["fn"]) == (2, 0, 0)
+
+
+def test_rows_missing_from_the_state_are_an_error() -> None:
+    evaluator = DetectionEvaluator(17, "yolo", default_class_table())
+    with pytest.raises(SmartCashError, match=r"a\.jpg \(index 4\)"):
+        with_match_counts([{"index": 4, "file": "a.jpg"}], evaluator)
 
 
 def test_whole_classes_are_the_seven_banknotes() -> None:
