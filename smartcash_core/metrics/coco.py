@@ -31,6 +31,7 @@ from smartcash_core.metrics.matching import (
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 _MATCH_THRESHOLDS = np.minimum(COCO_IOU_THRESHOLDS, 1 - 1e-10)
 _N_T, _N_A = COCO_IOU_THRESHOLDS.size, COCO_AREA_RANGES.shape[0]
+_MATCH_THRESHOLDS_TA = np.repeat(_MATCH_THRESHOLDS, _N_A)  # [T * A], column t * A + a
 
 
 def area_in_range(boxes: np.ndarray) -> np.ndarray:
@@ -78,7 +79,7 @@ def coco_match(
     pair_pred, pair_gt, pair_iou = pairs.pred[keep], pairs.gt[keep], iou[keep]
     if pair_pred.size == 0:
         return CocoMatch(rank, matched, tp)
-    gt_ignored = ~area_in_range(gt_boxes)
+    gt_ignored = np.tile(~area_in_range(gt_boxes), (1, _N_T))  # [M, T * A], column t * A + a
     pair_round = _round_of_pairs(pair_pred, pred_key, rank)
     order = np.lexsort((pair_pred, pair_round))  # stable: ground truth order kept inside a prediction
     pair_pred, pair_gt, pair_iou, pair_round = (
@@ -87,21 +88,26 @@ def coco_match(
         pair_iou[order],
         pair_round[order],
     )
-    taken = np.zeros((_N_T, _N_A, gt_boxes.shape[0]), dtype=bool)
+    taken = np.zeros((gt_boxes.shape[0], _N_T * _N_A), dtype=bool)
+    matched_ta, tp_ta = matched.reshape(n_pred, _N_T * _N_A), tp.reshape(n_pred, _N_T * _N_A)  # views
     round_bounds = np.searchsorted(pair_round, np.arange(int(pair_round[-1]) + 2), side="left")
     for start, end in itertools.pairwise(round_bounds):
-        _match_round(
-            pair_pred[start:end], pair_gt[start:end], pair_iou[start:end], gt_ignored, taken, matched, tp
-        )
+        rows = slice(start, end)
+        _match_round(pair_pred[rows], pair_gt[rows], pair_iou[rows], gt_ignored, taken, matched_ta, tp_ta)
     return CocoMatch(rank, matched, tp)
 
 
 def _rank_in_group(key: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Position of each prediction inside its group in stable descending-score order: [N] int32."""
-    order = np.argsort(-scores, kind="stable")
-    order = order[np.argsort(key[order], kind="stable")]
-    sorted_key = key[order]
-    first = np.searchsorted(sorted_key, sorted_key, side="left")
+    order = np.argsort(_small_ints(key), kind="stable")  # rows of a group stay in row order
+    sorted_key, sorted_scores = key[order], scores[order]
+    rises = (sorted_key[1:] == sorted_key[:-1]) & (sorted_scores[1:] > sorted_scores[:-1])
+    if rises.any():  # not in NMS (score-descending) order inside some group: sort by score first
+        order = np.argsort(-scores, kind="stable")
+        order = order[np.argsort(key[order], kind="stable")]
+        sorted_key = key[order]
+    starts = segment_starts(sorted_key)
+    first = np.repeat(starts, np.diff(np.append(starts, key.shape[0])))
     rank = np.empty(key.shape[0], dtype=np.int32)
     rank[order] = np.arange(key.shape[0]) - first
     return rank
@@ -127,25 +133,32 @@ def _match_round(
     matched: np.ndarray,
     tp: np.ndarray,
 ) -> None:
-    """One detection per group; all thresholds [T] and area ranges [A] at once on arrays [T, A, P]."""
+    """One detection per group; all thresholds x area ranges at once on pair-major arrays [P, T * A].
+
+    ``gt_ignored`` / ``taken`` are [M, T * A] and ``matched`` / ``tp`` [N, T * A] (column t * A + a);
+    pair-major rows make every segment reduction run over contiguous rows of T * A values.
+    """
     starts = segment_starts(pair_pred)
     segment = np.repeat(np.arange(starts.size), np.diff(np.append(starts, pair_pred.size)))
-    available = (pair_iou >= _MATCH_THRESHOLDS[:, None, None]) & ~taken[:, :, pair_gt]
-    ignored = gt_ignored[pair_gt].T[None]  # [1, A, P]
-    regular_key = np.where(available & ~ignored, pair_iou, -1.0)
-    ignored_key = np.where(available & ignored, pair_iou, -1.0)
-    regular_best = np.maximum.reduceat(regular_key, starts, axis=2)
+    iou = pair_iou[:, None]
+    available = (iou >= _MATCH_THRESHOLDS_TA) & ~taken[pair_gt]
+    ignored = gt_ignored[pair_gt]
+    regular_key = np.where(available & ~ignored, iou, -1.0)
+    ignored_key = np.where(available & ignored, iou, -1.0)
+    regular_best = np.maximum.reduceat(regular_key, starts, axis=0)
     use_regular = regular_best >= 0  # a match to regular ground truth stops the loop before ignored ones
-    best = np.where(use_regular, regular_best, np.maximum.reduceat(ignored_key, starts, axis=2))
-    chosen_key = np.where(use_regular[:, :, segment], regular_key, ignored_key)
-    winner = (chosen_key == best[:, :, segment]) & (best[:, :, segment] >= 0)
-    last_winner = np.maximum.reduceat(np.where(winner, np.arange(pair_pred.size), -1), starts, axis=2)
-    t_index, a_index, seg_index = np.nonzero(last_winner >= 0)
-    winning_pair = last_winner[t_index, a_index, seg_index]
+    best = np.where(use_regular, regular_best, np.maximum.reduceat(ignored_key, starts, axis=0))
+    chosen_key = np.where(use_regular[segment], regular_key, ignored_key)
+    best_of_pair = best[segment]
+    winner = (chosen_key == best_of_pair) & (best_of_pair >= 0)
+    pair_index = np.arange(pair_pred.size)[:, None]
+    last_winner = np.maximum.reduceat(np.where(winner, pair_index, -1), starts, axis=0)  # later GT wins ties
+    seg_index, column = np.nonzero(last_winner >= 0)
+    winning_pair = last_winner[seg_index, column]
     preds, gts = pair_pred[starts[seg_index]], pair_gt[winning_pair]
-    matched[preds, t_index, a_index] = True
-    tp[preds, t_index, a_index] = ~gt_ignored[gts, a_index]
-    taken[t_index, a_index, gts] = True
+    matched[preds, column] = True
+    tp[preds, column] = ~gt_ignored[gts, column]
+    taken[gts, column] = True
 
 
 @dataclass(frozen=True)
