@@ -36,14 +36,23 @@ _MATCH_THRESHOLDS_TA = np.repeat(_MATCH_THRESHOLDS, _N_A)  # [T * A], column t *
 
 def area_in_range(boxes: np.ndarray) -> np.ndarray:
     """Which COCO area ranges (all, small, medium, large) hold each xyxy box [N, 4]: [N, 4] bool."""
-    area = xyxy_to_coco(boxes)[1]
-    return (area[:, None] >= COCO_AREA_RANGES[:, 0]) & (area[:, None] <= COCO_AREA_RANGES[:, 1])
+    area = _coco_area(boxes)[:, None]
+    return (area >= COCO_AREA_RANGES[:, 0]) & (area <= COCO_AREA_RANGES[:, 1])
 
 
 def area_bits(boxes: np.ndarray) -> np.ndarray:
     """``area_in_range`` packed: bit a of [N] uint8 is area range a (all, small, medium, large)."""
-    weights = (1 << np.arange(_N_A)).astype(np.uint8)
-    return (area_in_range(boxes) * weights).sum(axis=1, dtype=np.uint8)
+    area = _coco_area(boxes)
+    bits = np.zeros(area.shape[0], dtype=np.uint8)
+    for a, (low, high) in enumerate(COCO_AREA_RANGES):
+        bits |= ((area >= low) & (area <= high)).astype(np.uint8) << np.uint8(a)
+    return bits
+
+
+def _coco_area(boxes: np.ndarray) -> np.ndarray:
+    """Box area as pycocotools has it (w * h in double), the same value ``xyxy_to_coco`` returns: [N]."""
+    boxes = boxes.astype(np.float64, copy=False)
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
 @dataclass(frozen=True)
@@ -225,8 +234,7 @@ def coco_metrics(
     the rows matched at some (threshold, area) and matched/tp [S, 10, 4] bool their outcomes (other rows
     are unmatched everywhere); gt_classes [M], gt_area_bits [M] uint8.
     """
-    order = _index32(np.argsort(-scores, kind="stable"))  # mergesort over images concatenated in order
-    order = order[np.argsort(_small_ints(classes)[order], kind="stable")]  # 16-bit keys: radix sort
+    order = _class_score_order(classes, scores, num_classes)
     class_start = np.searchsorted(classes[order], np.arange(num_classes), side="left")
     gt_count = np.stack(
         [np.bincount(gt_classes[(gt_area_bits >> a) & 1 == 1], minlength=num_classes) for a in range(_N_A)],
@@ -260,6 +268,29 @@ def coco_metrics(
             precision[:, :, has_gt, a, m] = q[:, has_gt].transpose(0, 2, 1)
             recall[:, has_gt, a, m] = rc[:, has_gt]
     return CocoMetrics(precision, recall)
+
+
+def _class_score_order(classes: np.ndarray, scores: np.ndarray, num_classes: int) -> np.ndarray:
+    """Rows by class, then score descending, ties in row order: pycocotools' stable mergesort of scores
+    over images concatenated in order, split by class. [N] int32 (int64 when N needs it).
+
+    float32 scores (the usual state) with few enough rows and classes: one ``np.sort`` of a packed
+    uint64 key ``class | ~score bits | row`` (unique, so any sort is stable) instead of two argsorts.
+    """
+    n = scores.shape[0]
+    row_bits = max(int(n - 1).bit_length(), 1)
+    class_bits = max(int(num_classes - 1).bit_length(), 1)
+    if scores.dtype != np.float32 or class_bits + 32 + row_bits > 64:
+        order = _index32(np.argsort(-scores, kind="stable"))
+        return order[np.argsort(_small_ints(classes)[order], kind="stable")]  # 16-bit keys: radix sort
+    bits = (scores + np.float32(0)).view(np.uint32)  # + 0 turns -0.0 into 0.0: equal scores, equal bits
+    ascending = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31))  # float order as uint
+    key = classes.astype(np.uint64) << np.uint64(32 + row_bits)
+    key |= (~ascending).astype(np.uint64) << np.uint64(row_bits)  # descending score
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    key &= np.uint64((1 << row_bits) - 1)
+    return _index32(key)
 
 
 def _small_ints(values: np.ndarray) -> np.ndarray:
@@ -315,15 +346,24 @@ class _Curves:
         """
         within_max_det = self.rows_rank < max_det
         npig = gt_count.astype(np.float64)
+        recall_steps = _recall_index(npig)  # [K, R], before capping at each curve's true positives
         q = np.empty((_N_T, self.num_classes, RECALL_THRESHOLDS.size))
         final_recall = np.empty((_N_T, self.num_classes))
         for t in range(_N_T):
             j = np.flatnonzero(matched[:, t, a] & within_max_det)  # by position: classes are contiguous
-            q[t], final_recall[t] = self._threshold_curve(j, tp[j, t, a], a, eligible_before, npig)
+            q[t], final_recall[t] = self._threshold_curve(
+                j, tp[j, t, a], a, eligible_before, npig, recall_steps
+            )
         return q, final_recall
 
     def _threshold_curve(
-        self, j: np.ndarray, is_tp: np.ndarray, a: int, eligible_before: np.ndarray, npig: np.ndarray
+        self,
+        j: np.ndarray,
+        is_tp: np.ndarray,
+        a: int,
+        eligible_before: np.ndarray,
+        npig: np.ndarray,
+        recall_steps: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Precision at the recall thresholds [K, R] and final recall [K] of one threshold, from the live
         matched rows ``j`` (``is_tp``: which of them are true positives)."""
@@ -344,7 +384,7 @@ class _Curves:
         envelope = _segment_envelope(
             true_pos / (false_pos + true_pos + np.spacing(1)), segment, true_pos, self.num_classes
         )
-        index = _recall_index(npig, n_tp)  # [K, R]
+        index = np.minimum(recall_steps, n_tp[:, None])  # [K, R]
         inside = index < n_tp[:, None]  # beyond the last true positive pycocotools leaves 0
         if envelope.shape[1] == 0:
             return np.zeros(index.shape), final_recall
@@ -372,8 +412,9 @@ def _segment_envelope(
     return np.flip(np.maximum.accumulate(np.flip(grid, axis=1), axis=1), axis=1)
 
 
-def _recall_index(npig: np.ndarray, n_tp: np.ndarray) -> np.ndarray:
-    """``searchsorted(i / npig for i in 1..n_tp, RECALL_THRESHOLDS, 'left')`` per segment, exactly: [S, R].
+def _recall_index(npig: np.ndarray) -> np.ndarray:
+    """``searchsorted(i / npig for i in 1..n, RECALL_THRESHOLDS, 'left')`` per segment for unbounded n,
+    exactly: [S, R]; capping it at a curve's n true positives gives that curve's index.
 
     Counts i >= 1 with fl(i / npig) < thr: start from floor(thr * npig) and fix the estimate with the
     exact float64 comparison (it is off by at most one step either way).
@@ -383,4 +424,4 @@ def _recall_index(npig: np.ndarray, n_tp: np.ndarray) -> np.ndarray:
     for _ in range(4):
         count = np.where((count + 1) / npig < RECALL_THRESHOLDS, count + 1, count)
         count = np.where((count >= 1) & (count / npig >= RECALL_THRESHOLDS), count - 1, count)
-    return np.minimum(count.astype(np.int64), n_tp[:, None])
+    return count.astype(np.int64)
