@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from copy import deepcopy
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -101,9 +101,13 @@ class ValidationResult:
     per_image: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
+    # The pass's metric state, kept for plots (PR/F1 curves); not part of the JSON contract.
+    evaluator: DetectionEvaluator | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON contract (everything but ``evaluator``), as plain deep-copied values."""
+        names = [item.name for item in fields(self) if item.name != "evaluator"]
+        return {name: deepcopy(getattr(self, name)) for name in names}
 
 
 ValidationSource = str | Path | Sequence[UploadedSample]
@@ -240,6 +244,7 @@ def build_result(
         per_image=per_image,
         params=params.to_dict(),
         model=_model_summary(model),
+        evaluator=state.evaluator,
     )
 
 
