@@ -32,6 +32,7 @@ RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 
 _MATCH_THRESHOLDS = np.minimum(COCO_IOU_THRESHOLDS, 1 - 1e-10)
 _N_T, _N_A = COCO_IOU_THRESHOLDS.size, COCO_AREA_RANGES.shape[0]
 _MATCH_THRESHOLDS_TA = np.repeat(_MATCH_THRESHOLDS, _N_A)  # [T * A], column t * A + a
+_REGULAR = np.int64(1 << 62)  # key bit of ground truth inside the area range (above any IoU bit pattern)
 
 
 def area_in_range(boxes: np.ndarray) -> np.ndarray:
@@ -99,10 +100,14 @@ def coco_match(
     )
     taken = np.zeros((gt_boxes.shape[0], _N_T * _N_A), dtype=bool)
     matched_ta, tp_ta = matched.reshape(n_pred, _N_T * _N_A), tp.reshape(n_pred, _N_T * _N_A)  # views
+    pair_ok = pair_iou[:, None] >= _MATCH_THRESHOLDS_TA
+    pair_key = _pair_keys(pair_iou, pair_gt, gt_ignored)
     round_bounds = np.searchsorted(pair_round, np.arange(int(pair_round[-1]) + 2), side="left")
     for start, end in itertools.pairwise(round_bounds):
         rows = slice(start, end)
-        _match_round(pair_pred[rows], pair_gt[rows], pair_iou[rows], gt_ignored, taken, matched_ta, tp_ta)
+        _match_round(
+            pair_pred[rows], pair_gt[rows], pair_ok[rows], pair_key[rows], taken, matched_ta, tp_ta
+        )
     return CocoMatch(rank, matched, tp)
 
 
@@ -136,38 +141,39 @@ def _round_of_pairs(pair_pred: np.ndarray, pred_key: np.ndarray, rank: np.ndarra
 def _match_round(
     pair_pred: np.ndarray,
     pair_gt: np.ndarray,
-    pair_iou: np.ndarray,
-    gt_ignored: np.ndarray,
+    pair_ok: np.ndarray,
+    pair_key: np.ndarray,
     taken: np.ndarray,
     matched: np.ndarray,
     tp: np.ndarray,
 ) -> None:
     """One detection per group; all thresholds x area ranges at once on pair-major arrays [P, T * A].
 
-    ``gt_ignored`` / ``taken`` are [M, T * A] and ``matched`` / ``tp`` [N, T * A] (column t * A + a);
-    pair-major rows make every segment reduction run over contiguous rows of T * A values.
+    ``pair_ok`` [P, T * A]: IoU >= threshold; ``pair_key`` [P, T * A] int64 (``_pair_keys``): larger key =
+    preferred ground truth. ``taken`` [M, T * A] and ``matched`` / ``tp`` [N, T * A] (column t * A + a).
+    Pair-major rows make every segment reduction run over contiguous rows of T * A values.
     """
     starts = segment_starts(pair_pred)
     segment = np.repeat(np.arange(starts.size), np.diff(np.append(starts, pair_pred.size)))
-    iou = pair_iou[:, None]
-    available = (iou >= _MATCH_THRESHOLDS_TA) & ~taken[pair_gt]
-    ignored = gt_ignored[pair_gt]
-    regular_key = np.where(available & ~ignored, iou, -1.0)
-    ignored_key = np.where(available & ignored, iou, -1.0)
-    regular_best = np.maximum.reduceat(regular_key, starts, axis=0)
-    use_regular = regular_best >= 0  # a match to regular ground truth stops the loop before ignored ones
-    best = np.where(use_regular, regular_best, np.maximum.reduceat(ignored_key, starts, axis=0))
-    chosen_key = np.where(use_regular[segment], regular_key, ignored_key)
-    best_of_pair = best[segment]
-    winner = (chosen_key == best_of_pair) & (best_of_pair >= 0)
+    available = pair_ok & ~taken[pair_gt]
+    key = np.where(available, pair_key, -1)
+    best = np.maximum.reduceat(key, starts, axis=0)  # -1: nothing left for this detection
+    winner = (key == best[segment]) & available
     pair_index = np.arange(pair_pred.size)[:, None]
     last_winner = np.maximum.reduceat(np.where(winner, pair_index, -1), starts, axis=0)  # later GT wins ties
     seg_index, column = np.nonzero(last_winner >= 0)
-    winning_pair = last_winner[seg_index, column]
-    preds, gts = pair_pred[starts[seg_index]], pair_gt[winning_pair]
+    preds, gts = pair_pred[starts[seg_index]], pair_gt[last_winner[seg_index, column]]
     matched[preds, column] = True
-    tp[preds, column] = ~gt_ignored[gts, column]
+    tp[preds, column] = best[seg_index, column] >= _REGULAR  # a regular (not ignored) ground truth
     taken[gts, column] = True
+
+
+def _pair_keys(pair_iou: np.ndarray, pair_gt: np.ndarray, gt_ignored: np.ndarray) -> np.ndarray:
+    """[P, T * A] int64 keys ordering a detection's candidates like ``evaluateImg``: ground truth inside
+    the area range before ignored ground truth, then by IoU. The IoU enters as its float64 bit pattern,
+    which orders non-negative doubles exactly (equal IoU, equal key: ties stay ties)."""
+    iou_bits = pair_iou.astype(np.float64).view(np.int64)[:, None]
+    return np.where(gt_ignored[pair_gt], iou_bits, iou_bits | _REGULAR)
 
 
 @dataclass(frozen=True)

@@ -189,9 +189,7 @@ def _small_ints(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _confidence_curves(
-    tp: np.ndarray, neg_conf: np.ndarray, n_labels: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _confidence_curves(tp: np.ndarray, neg_conf: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall of one class at IoU 0.5 on the 1000-point confidence grid, as YOLOv5 samples
     them: tp [n] bool and -conf [n] float32 in confidence order."""
     tpc = tp.cumsum()
