@@ -7,6 +7,7 @@ outlive the process; live progress is also kept in memory for SSE.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import queue
 import threading
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from service.errors import Conflict, NotFound, QueueFull
@@ -121,6 +123,9 @@ class JobManager:
         self._workers: dict[str, DeviceWorker] = {}
         self._live: dict[str, Job] = {}
         self._lock = threading.Lock()
+        # <state_dir>/plots/<job id>/: plot data saved at job time, PNGs rendered on first request
+        self.plots_root = Path(store.path).parent / "plots"
+        self._plots_enabled = importlib.util.find_spec("matplotlib") is not None
 
     # -- workers ---------------------------------------------------------------------------------------
     def ensure_worker(self, device: str) -> DeviceWorker:
@@ -248,6 +253,7 @@ class JobManager:
                 job, "failed", error=_error("internal_error", f"{type(exc).__name__}: {exc}"), started=started
             )
         else:
+            self._save_plot_data(job.id, result)
             self._finish(job, "succeeded", result=result.to_dict(), started=started)
 
     def _progress_callback(self, job: Job) -> ProgressCallback:
@@ -281,6 +287,46 @@ class JobManager:
         seconds = None if started is None else time.perf_counter() - started
         self._metrics.job_finished(status, seconds)
         log.info("job finished", extra={"job_id": job.id, "status": status, "seconds": seconds})
+
+    # -- plots ------------------------------------------------------------------------------------------
+    def _save_plot_data(self, job_id: str, result: ValidationResult) -> None:
+        """Keep the job's fixed-size plot data (curves, matrices: tens of kB); rendering waits for a GET.
+
+        Plots are an extra: without matplotlib, or when this fails, the job still succeeds (no plots).
+        """
+        if not self._plots_enabled or result.evaluator is None:
+            return
+        from smartcash_core.plots import PLOT_DATA_FILE, plot_data, save_plot_data
+
+        try:
+            save_plot_data(plot_data(result), self.plots_root / job_id / PLOT_DATA_FILE)
+        except (OSError, SmartCashError, ValueError, KeyError):
+            log.exception("job %s: plot data not saved; the job has no plots", job_id)
+
+    def plot_names(self, job_id: str) -> list[str]:
+        """Names of the job's plots; ``NotFound`` when it has none (unfinished, failed, no matplotlib)."""
+        from smartcash_core.plots import PLOT_DATA_FILE, PLOT_NAMES
+
+        if not (self.plots_root / job_id / PLOT_DATA_FILE).is_file():
+            record = self.record(job_id, with_result=False)
+            fix = (
+                "plots exist for succeeded jobs once the service has matplotlib "
+                "(pip install 'smartcash-validation[plots]')"
+            )
+            raise NotFound(f"job {job_id} has no plots ({record.status})", fix)
+        return list(PLOT_NAMES)
+
+    def plot_path(self, job_id: str, name: str) -> Path:
+        """The PNG of plot ``name`` (rendered from the saved plot data on first request)."""
+        from smartcash_core.plots import PLOT_DATA_FILE, load_plot_data, render_plot
+
+        names = self.plot_names(job_id)
+        if name not in names:  # the fixed set: nothing from the URL reaches the filesystem unchecked
+            raise NotFound(f"job {job_id} has no plot named {name!r}", f"known plots: {', '.join(names)}")
+        path = self.plots_root / job_id / name
+        if not path.is_file():
+            render_plot(load_plot_data(self.plots_root / job_id / PLOT_DATA_FILE), name, path)
+        return path
 
 
 def _error(code: str, message: str) -> dict[str, str]:

@@ -239,6 +239,17 @@ class PerImagePage(BaseModel):
     limit: int
 
 
+class PlotInfo(BaseModel):
+    name: str = Field(examples=["pr_curve.png"])
+    url: str = Field(examples=["/v1/validations/0123456789abcdef0123456789abcdef/plots/pr_curve.png"])
+
+
+class PlotList(BaseModel):
+    """PNG plots of a succeeded job: PR curve, F1 curve, confusion matrices, AP bars."""
+
+    items: list[PlotInfo]
+
+
 class ProgressEvent(BaseModel):
     """``data`` of each SSE event (events: ``progress``, then one ``status`` with the final state)."""
 

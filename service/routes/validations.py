@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Query, Request, status
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 
@@ -24,6 +25,8 @@ from service.schemas import (
     ErrorResponse,
     JobStatusName,
     PerImagePage,
+    PlotInfo,
+    PlotList,
     ProgressEvent,
     ValidationJob,
     ValidationPage,
@@ -224,6 +227,34 @@ def per_image_results(
             f"job {record.id} has no result ({record.status})", "wait until its status is succeeded"
         )
     return PerImagePage(items=items[offset : offset + limit], total=len(items), offset=offset, limit=limit)
+
+
+@router.get(
+    "/{job_id}/plots",
+    response_model=PlotList,
+    responses=_READ_ERRORS,
+    summary="PNG plots of a succeeded job (404 while it runs, when it failed, or without matplotlib)",
+)
+def list_plots(record: JobRecordDep, jobs: JobsDep) -> PlotList:
+    names = jobs.plot_names(record.id)
+    return PlotList(
+        items=[PlotInfo(name=name, url=f"/v1/validations/{record.id}/plots/{name}") for name in names]
+    )
+
+
+@router.get(
+    "/{job_id}/plots/{name}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}, "description": "the PNG"}, **_READ_ERRORS},
+    summary="One plot as image/png (rendered on first request)",
+)
+def get_plot(
+    record: JobRecordDep,
+    jobs: JobsDep,
+    name: Annotated[str, PathParam(max_length=64, description="a name from GET .../plots")],
+) -> FileResponse:
+    # a sync route: FastAPI runs it on a worker thread, so rendering never blocks the event loop
+    return FileResponse(jobs.plot_path(record.id, name), media_type="image/png")
 
 
 @router.get(
