@@ -58,9 +58,12 @@ def _coco_area(boxes: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CocoMatch:
-    """Per prediction: rank in its (image, class) by score [N] int32, matched and true positive [N, 10, 4]."""
+    """Per prediction: rank in its (image, class) by score [N] int32. Only for the predictions matched at
+    some (threshold, area): their rows [S] (ascending) and outcomes matched / true positive [S, 10 * 4]
+    bool (column t * 4 + a); every other prediction is unmatched everywhere."""
 
     rank: np.ndarray
+    rows: np.ndarray
     matched: np.ndarray
     tp: np.ndarray
 
@@ -76,11 +79,8 @@ def coco_match(
     num_classes: int,
 ) -> CocoMatch:
     """COCOeval ``evaluateImg`` for every (image, class) of a batch; boxes xyxy [N, 4] / [M, 4]."""
-    n_pred = pred_boxes.shape[0]
     pred_key = pred_image * num_classes + pred_classes
     rank = _rank_in_group(pred_key, pred_scores)
-    matched = np.zeros((n_pred, _N_T, _N_A), dtype=bool)
-    tp = np.zeros_like(matched)
     pairs = group_pairs(pred_key, gt_image * num_classes + gt_classes)
     det_box, det_area = xyxy_to_coco(pred_boxes)
     gt_box, gt_area = xyxy_to_coco(gt_boxes)
@@ -88,27 +88,41 @@ def coco_match(
     keep = (iou >= _MATCH_THRESHOLDS[0]) & (rank[pairs.pred] < COCO_MAX_DETS[-1])
     pair_pred, pair_gt, pair_iou = pairs.pred[keep], pairs.gt[keep], iou[keep]
     if pair_pred.size == 0:
-        return CocoMatch(rank, matched, tp)
+        nothing = np.zeros((0, _N_T * _N_A), dtype=bool)
+        return CocoMatch(rank, np.zeros(0, dtype=np.int64), nothing, nothing)
     gt_ignored = np.tile(~area_in_range(gt_boxes), (1, _N_T))  # [M, T * A], column t * A + a
     pair_round = _round_of_pairs(pair_pred, pred_key, rank)
-    order = np.lexsort((pair_pred, pair_round))  # stable: ground truth order kept inside a prediction
-    pair_pred, pair_gt, pair_iou, pair_round = (
-        pair_pred[order],
+    candidates, pair_row = np.unique(pair_pred, return_inverse=True)  # pair_pred is sorted: cheap
+    order = np.lexsort((pair_row, pair_round))  # stable: ground truth order kept inside a prediction
+    pair_row, pair_gt, pair_iou, pair_round = (
+        pair_row[order],
         pair_gt[order],
         pair_iou[order],
         pair_round[order],
     )
     taken = np.zeros((gt_boxes.shape[0], _N_T * _N_A), dtype=bool)
-    matched_ta, tp_ta = matched.reshape(n_pred, _N_T * _N_A), tp.reshape(n_pred, _N_T * _N_A)  # views
+    matched = np.zeros((candidates.size, _N_T * _N_A), dtype=bool)  # rows: predictions with candidates
+    tp = np.zeros_like(matched)
     pair_ok = pair_iou[:, None] >= _MATCH_THRESHOLDS_TA
     pair_key = _pair_keys(pair_iou, pair_gt, gt_ignored)
     round_bounds = np.searchsorted(pair_round, np.arange(int(pair_round[-1]) + 2), side="left")
     for start, end in itertools.pairwise(round_bounds):
         rows = slice(start, end)
-        _match_round(
-            pair_pred[rows], pair_gt[rows], pair_ok[rows], pair_key[rows], taken, matched_ta, tp_ta
-        )
-    return CocoMatch(rank, matched, tp)
+        _match_round(pair_row[rows], pair_gt[rows], pair_ok[rows], pair_key[rows], taken, matched, tp)
+    some = _any_per_row(matched)
+    return CocoMatch(rank, candidates[some], matched[some], tp[some])
+
+
+def _any_per_row(flags: np.ndarray) -> np.ndarray:
+    """``flags.any(axis=1)`` for a C-contiguous [S, 40] bool array, read as five 8-byte words per row
+    (numpy's row-wise reduction would walk 40 single bytes per row)."""
+    if flags.shape[1] % 8 or not flags.flags.c_contiguous:
+        return flags.any(axis=1)
+    words = flags.view(np.uint64)
+    combined = words[:, 0].copy()
+    for k in range(1, words.shape[1]):
+        combined |= words[:, k]
+    return combined != 0
 
 
 def _rank_in_group(key: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -362,14 +362,13 @@ class DetectionEvaluator:
             batch.gt_image,
             n_classes,
         )
-        n_pred = match.rank.shape[0]
-        matched = match.matched.reshape(n_pred, _COCO_OUTCOMES)
-        has_outcome = _any_per_row(matched)
+        has_outcome = np.zeros(match.rank.shape[0], dtype=bool)
+        has_outcome[match.rows] = True
         return {
             f"{view}_rank": np.minimum(match.rank, COCO_MAX_DETS[-1]).astype(np.uint8),
             f"{view}_has_outcome": has_outcome,
-            f"{view}_matched_bits": np.packbits(matched[has_outcome], axis=1),
-            f"{view}_tp_bits": np.packbits(match.tp.reshape(n_pred, _COCO_OUTCOMES)[has_outcome], axis=1),
+            f"{view}_matched_bits": np.packbits(match.matched, axis=1),
+            f"{view}_tp_bits": np.packbits(match.tp, axis=1),
         }
 
     def _view_classes(
@@ -545,18 +544,6 @@ def _concat_parts(key: str, parts: list[np.ndarray]) -> np.ndarray:
     if parts:
         return np.concatenate(parts)
     return _empty_state(key)
-
-
-def _any_per_row(flags: np.ndarray) -> np.ndarray:
-    """``flags.any(axis=1)`` for a C-contiguous [N, 40] bool array, as five 8-byte words per row (numpy's
-    row-wise reduction walks 40 single bytes per row)."""
-    if flags.shape[1] % 8 or not flags.flags.c_contiguous:
-        return flags.any(axis=1)
-    words = flags.view(np.uint64)
-    combined = words[:, 0].copy()
-    for k in range(1, words.shape[1]):
-        combined |= words[:, k]
-    return combined != 0
 
 
 def _compact_ids(ids: np.ndarray) -> np.ndarray:
