@@ -350,6 +350,10 @@ class _Curves:
         self.class_start = class_start
         self.num_classes = num_classes
 
+    def _segment_first(self, segment: np.ndarray) -> np.ndarray:
+        """For class ids ``segment`` (non-decreasing): the index of each element's first same-class one."""
+        return np.searchsorted(segment, np.arange(self.num_classes))[segment]
+
     def sample(
         self,
         a: int,
@@ -365,6 +369,7 @@ class _Curves:
         keeps the per-entry temporaries a tenth of the size.
         """
         within_max_det = self.rows_rank < max_det
+        in_range_rows = ((self.rows_area >> a) & 1).astype(np.int64)
         npig = gt_count.astype(np.float64)
         recall_steps = _recall_index(npig)  # [K, R], before capping at each curve's true positives
         q = np.empty((_N_T, self.num_classes, RECALL_THRESHOLDS.size))
@@ -372,7 +377,7 @@ class _Curves:
         for t in range(_N_T):
             j = np.flatnonzero(matched[:, t, a] & within_max_det)  # by position: classes are contiguous
             q[t], final_recall[t] = self._threshold_curve(
-                j, tp[j, t, a], a, eligible_before, npig, recall_steps
+                j, tp[j, t, a], in_range_rows, eligible_before, npig, recall_steps
             )
         return q, final_recall
 
@@ -380,24 +385,24 @@ class _Curves:
         self,
         j: np.ndarray,
         is_tp: np.ndarray,
-        a: int,
+        in_range_rows: np.ndarray,
         eligible_before: np.ndarray,
         npig: np.ndarray,
         recall_steps: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Precision at the recall thresholds [K, R] and final recall [K] of one threshold, from the live
         matched rows ``j`` (``is_tp``: which of them are true positives)."""
-        segment = self.classes[j]
-        in_range = ((self.rows_area[j] >> a) & 1).astype(np.int64)
-        matched_in_range_before = _exclusive_segment_cumsum(in_range, segment)
-        eligible_in_class_before = eligible_before[self.positions[j]].astype(np.int64) - eligible_before[
-            self.class_start[segment]
-        ]
+        segment = self.classes[j]  # non-decreasing: entries of a class are contiguous
+        in_range = in_range_rows[j]
+        first = self._segment_first(segment)
+        running = np.cumsum(in_range)
+        matched_in_range_before = running - in_range - (running[first] - in_range[first])
+        eligible_in_class_before = (
+            eligible_before[self.positions[j]].astype(np.int64) - eligible_before[self.class_start[segment]]
+        )
         false_pos = (eligible_in_class_before - matched_in_range_before)[is_tp].astype(np.float64)
         segment = segment[is_tp]
-        true_pos = (_exclusive_segment_cumsum(np.ones(segment.size, dtype=np.int64), segment) + 1).astype(
-            np.float64
-        )
+        true_pos = (np.arange(1, segment.size + 1) - self._segment_first(segment)).astype(np.float64)
         n_tp = np.bincount(segment, minlength=self.num_classes)
         with np.errstate(divide="ignore", invalid="ignore"):
             final_recall = n_tp / npig
@@ -410,16 +415,6 @@ class _Curves:
             return np.zeros(index.shape), final_recall
         picked = np.take_along_axis(envelope, np.minimum(index, envelope.shape[1] - 1), axis=1)
         return np.where(inside, picked, 0.0), final_recall
-
-
-def _exclusive_segment_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
-    """For sorted ``segment`` ids: sum of ``values`` before each element inside its segment."""
-    running = np.cumsum(values) - values
-    if values.size == 0:
-        return running
-    starts = segment_starts(segment)
-    first = np.repeat(starts, np.diff(np.append(starts, segment.size)))  # linear, no binary search
-    return running - running[first]
 
 
 def _segment_envelope(
