@@ -3,7 +3,9 @@
 Matching happens in ``update`` (it needs the boxes); what is kept is small and per prediction (image id,
 score, class, and the protocol's match outcome per IoU threshold), so shards merge by concatenation and
 ``compute`` sorts everything by image id first: a merged evaluator gives exactly the single-process
-numbers, score ties included.
+numbers, score ties included. The state is compact (about 14 bytes per prediction for ``yolo``, 15 plus
+10 per matched prediction for ``coco``): int32 image ids and float32 scores where that loses nothing,
+``yolo`` hits as one uint16 bit set, ``coco`` outcomes kept only for predictions that matched somewhere.
 
 Views: the fine view uses the classes as given (``num_classes``, e.g. 17); with a class table the
 mapped view maps predictions and ground truth (e.g. 17 -> 8) and matches again.
