@@ -342,8 +342,19 @@ _FUSED: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDiction
 _FUSED_LOCK = threading.Lock()
 
 
+def uses_channels_last(device: torch.device) -> bool:
+    """Whether the forward pass runs channels-last (NHWC) on ``device``.
+
+    CPU only: measured on fused yolov5n/s at imgsz 320/640, batch 16 (2 threads), NHWC took 0.61-0.70x
+    the NCHW time (median of 6 interleaved pairs per case, every pair faster). CUDA is left NCHW until
+    measured there.
+    """
+    return device.type == "cpu"
+
+
 def inference_network(model: LoadedModel) -> nn.Module:
-    """An eval-mode copy of the model with Conv+BN fused, made once per loaded model.
+    """An eval-mode copy of the model with Conv+BN fused (channels-last where that helps), made once per
+    loaded model.
 
     A copy, because the loaded model stays unfused: it can still be saved, and other users see it as loaded.
     """
@@ -353,8 +364,11 @@ def inference_network(model: LoadedModel) -> nn.Module:
             network = deepcopy(model.model)
             fuse = getattr(network, "fuse", None)
             if callable(fuse) and not getattr(network, "fused", False):
-                fuse()
+                with torch.no_grad():  # else the fused weights keep an autograd graph (non-leaf params)
+                    fuse()
             network.eval()
+            if uses_channels_last(_model_device(model)):
+                network = network.to(memory_format=torch.channels_last)
             _FUSED[model.model] = network
     return network
 
@@ -369,6 +383,7 @@ class _BatchRunner:
         self.device = _model_device(model)
         self.half = params.half and self.device.type == "cuda"
         self.network = inference_network(model)
+        self.channels_last = uses_channels_last(self.device)
         if self.half:
             self.network = deepcopy(self.network).half()
         self.labels = {position: sample.labels for position, sample in samples}
@@ -390,6 +405,8 @@ class _BatchRunner:
             return
         with _timed(self.seconds, "preprocess"):
             inputs = batch.images.to(self.device, non_blocking=True)
+            if self.channels_last:  # reorder the uint8 batch (4x fewer bytes); float() keeps the layout
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             inputs = (inputs.half() if self.half else inputs.float()) / 255
         with _timed(self.seconds, "inference"), torch.inference_mode():
             raw = self.network(inputs)
