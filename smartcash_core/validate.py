@@ -364,8 +364,7 @@ def inference_network(model: LoadedModel) -> nn.Module:
             network = deepcopy(model.model)
             fuse = getattr(network, "fuse", None)
             if callable(fuse) and not getattr(network, "fused", False):
-                with torch.no_grad():  # else the fused weights keep an autograd graph (non-leaf params)
-                    fuse()
+                fuse()
             network.eval()
             if uses_channels_last(_model_device(model)):
                 network = network.to(memory_format=torch.channels_last)

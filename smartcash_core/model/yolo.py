@@ -391,6 +391,7 @@ def _initialize_biases(detect: Detect) -> None:
             bias[:, 5 : 5 + detect.nc] += math.log(0.6 / (detect.nc - 0.99999))
 
 
+@torch.no_grad()  # the fused weights are plain leaf tensors, whatever grad mode the caller is in
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A conv with bias computing ``bn(conv(x))`` with BN's running statistics."""
     fused = nn.Conv2d(

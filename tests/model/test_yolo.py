@@ -170,3 +170,11 @@ def test_unknown_name_and_bad_class_count() -> None:
         build_model("yolov5q")
     with pytest.raises(ModelConfigError, match="positive integer"):
         build_model("yolov5n", 0)
+
+
+def test_fusing_under_grad_mode_leaves_plain_leaf_weights() -> None:
+    model = build_model("yolov5n", 17).eval()
+    assert torch.is_grad_enabled()
+    model.fuse()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(conv.weight.is_leaf and conv.weight.grad_fn is None for conv in convs)
