@@ -352,6 +352,17 @@ def uses_channels_last(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+def network_inputs(images: torch.Tensor, device: torch.device, half: bool = False) -> torch.Tensor:
+    """A uint8 batch ``[B, 3, H, W]`` as the network's float input in [0, 1], on ``device``.
+
+    The layout change to channels-last happens on the uint8 batch (4x fewer bytes); ``float()`` keeps it.
+    """
+    inputs = images.to(device, non_blocking=True)
+    if uses_channels_last(device):
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return (inputs.half() if half else inputs.float()) / 255
+
+
 def inference_network(model: LoadedModel) -> nn.Module:
     """An eval-mode copy of the model with Conv+BN fused (channels-last where that helps), made once per
     loaded model.
@@ -382,7 +393,6 @@ class _BatchRunner:
         self.device = _model_device(model)
         self.half = params.half and self.device.type == "cuda"
         self.network = inference_network(model)
-        self.channels_last = uses_channels_last(self.device)
         if self.half:
             self.network = deepcopy(self.network).half()
         self.labels = {position: sample.labels for position, sample in samples}
@@ -403,10 +413,7 @@ class _BatchRunner:
         if not batch.metas:
             return
         with _timed(self.seconds, "preprocess"):
-            inputs = batch.images.to(self.device, non_blocking=True)
-            if self.channels_last:  # reorder the uint8 batch (4x fewer bytes); float() keeps the layout
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            inputs = (inputs.half() if self.half else inputs.float()) / 255
+            inputs = network_inputs(batch.images, self.device, self.half)
         with _timed(self.seconds, "inference"), torch.inference_mode():
             raw = self.network(inputs)
             decoded = raw[0] if isinstance(raw, (tuple, list)) else raw
