@@ -93,6 +93,13 @@ def add_train_demo_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs-head", type=int, default=3)
     parser.add_argument("--epochs-full", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--time-budget-min", type=float, default=None,
+        help="stop both phases within this many minutes (the cosine schedule follows the clock)",
+    )
+    parser.add_argument("--lr", type=float, default=0.002, help="peak AdamW learning rate")
+    parser.add_argument("--init", default=None, help="continue from this native checkpoint (phase 2 only "
+                        "with --epochs-head 0); the epochs it records are added to this run's")
     parser.set_defaults(handler=_run_train_demo)
 
 

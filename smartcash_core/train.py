@@ -54,6 +54,7 @@ class TrainConfig:
     threads: int = 2
     time_budget_min: float | None = None  # wall-clock cap for the whole run before evaluation (None: epochs)
     head_budget_fraction: float = 0.1  # share of the time budget phase 1 may use
+    init: Path | None = None  # continue from this native checkpoint instead of random weights
 
 
 @dataclass
@@ -320,35 +321,54 @@ def save_demo_checkpoint(model: nn.Module, path: Path, config: TrainConfig, metr
                     phase=2, metrics=metrics, half=True)
 
 
+def _initial_model(config: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
+    """A fresh model, or the weights of ``config.init`` plus what its metadata says was trained so far."""
+    from smartcash_core.model import build_model
+
+    if config.init is None:
+        return build_model(config.model_name, default_class_table().num_fine), {}
+    from smartcash_core.checkpoint import load_model
+
+    loaded = load_model(config.init, device="cpu")
+    prior = dict(loaded.metadata.get("metrics", {}))
+    prior["sha256"] = loaded.sha256
+    return loaded.model.float().train(), prior
+
+
 def _seconds_left(deadline: float) -> float:
     return max(1.0, deadline - time.perf_counter())
 
 
 def train_demo(config: TrainConfig, log: Log = print) -> dict[str, Any]:
     """The whole run: data, phase 1, phase 2, evaluation of the EMA weights, checkpoint."""
-    from smartcash_core.model import build_model
-
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     started = time.perf_counter()
     train_root, val_root = prepare_datasets(config, log)
     data = load_cached_dataset(train_root / "images" / "train", train_root / "labels" / "train", config.imgsz)
     log(f"cached {len(data)} letterboxed images ({data.images.numel() / 1e6:.0f} MB)")
-    model = build_model(config.model_name, default_class_table().num_fine)
+    model, prior = _initial_model(config)
     ema = WeightEma(model, config.ema_decay)
     deadline = started + config.time_budget_min * 60 if config.time_budget_min else None
     head_budget = _seconds_left(deadline) * config.head_budget_fraction if deadline else None
-    head = train_phase(model, data, 1, config.epochs_head, config, ema, log, head_budget)
+    head = PhaseReport(steps=0, epochs=0.0, epoch_losses=[])
+    if config.epochs_head > 0:
+        head = train_phase(model, data, 1, config.epochs_head, config, ema, log, head_budget)
     full_budget = _seconds_left(deadline) if deadline else None
     full = train_phase(model, data, 2, config.epochs_full, config, ema, log, full_budget)
     ema.copy_to(model)
     _save_state(model.state_dict(), config.workdir / "ema_final.safetensors")
     metrics: dict[str, Any] = {
-        "epochs_head": head.epochs, "epochs_full": full.epochs, "steps_head": head.steps,
-        "steps_full": full.steps, "batch_size": config.batch_size, "train_images": len(data),
+        "epochs_head": round(prior.get("epochs_head", 0) + head.epochs, 2),
+        "epochs_full": round(prior.get("epochs_full", 0) + full.epochs, 2),
+        "steps_head": prior.get("steps_head", 0) + head.steps,
+        "steps_full": prior.get("steps_full", 0) + full.steps,
+        "batch_size": config.batch_size, "train_images": len(data),
         "imgsz": config.imgsz, "seed": config.seed, "time_budget_min": config.time_budget_min,
         "final_train_loss": (full.epoch_losses or head.epoch_losses)[-1],
     }
+    if config.init is not None:
+        metrics["continued_from"] = {key: prior.get(key) for key in ("epochs_head", "epochs_full", "sha256")}
     try:
         metrics["val"] = evaluate_map50(model, val_root, config.imgsz)
     except (ImportError, NotImplementedError) as exc:  # the validation pass is optional for training
@@ -364,6 +384,8 @@ def cli_train_demo(args: argparse.Namespace) -> int:
     """``smartcash train-demo``: train and write the demo checkpoint."""
     config = TrainConfig(out=Path(args.out), workdir=Path(args.workdir), images=args.images, imgsz=args.imgsz,
                          epochs_head=args.epochs_head, epochs_full=args.epochs_full, seed=args.seed,
-                         time_budget_min=getattr(args, "time_budget_min", None))
+                         time_budget_min=getattr(args, "time_budget_min", None),
+                         init=Path(args.init) if getattr(args, "init", None) else None,
+                         lr=getattr(args, "lr", TrainConfig.lr))
     train_demo(config, log=lambda line: print(line, flush=True))
     return 0
