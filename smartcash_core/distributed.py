@@ -328,19 +328,15 @@ def merge_shards(shards: Sequence[ShardState], like: DetectionEvaluator) -> Vali
     """The validation state of the whole pass from the rank shards, given in rank order.
 
     The evaluators merge through their state arrays (:func:`merge_evaluator_states`); everything else
-    through the pass's own ``ValidationState.merge``. That merge sorts per-image rows by dataset index,
-    while a single-process pass lists them in processing (rectangular batch) order, which is the rank-order
-    concatenation of contiguous shards: that order is restored so the result equals the single-process one.
+    through the pass's own ``ValidationState.merge``, which keeps per-image rows in processing order (their
+    ``order``, the metric image id), as a single-process pass lists them.
     """
     if not shards:
         raise DistributedError("no shard state to merge: the group has no ranks")
-    processing_order = [row["index"] for shard in shards for row in shard.state.per_image]
     merged = replace(shards[0].state, evaluator=like)
     for shard in shards[1:]:
         merged.merge(shard.state)
     merged.evaluator = merge_evaluator_states([shard.evaluator_state for shard in shards], like)
-    position = {index: order for order, index in enumerate(processing_order)}
-    merged.per_image.sort(key=lambda row: position[row["index"]])
     return merged
 
 

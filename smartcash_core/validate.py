@@ -17,7 +17,8 @@ CONTRACT (shared by the CLI, the service and the distributed runner):
   ``metrics.fine`` (same fields for the 17 fine classes), ``metrics.classification``, ``dataset``
   (``images``, ``instances``, ``skipped[]`` of ``{file, line, reason}``), ``speed_ms_per_image``
   (``decode``, ``preprocess``, ``inference``, ``nms``, ``metrics``), ``wall_s``, ``cache``
-  (``get_cache_info()``), ``per_image[]``, ``params``, ``model``.
+  (``get_cache_info()``), ``per_image[]`` (``index`` in the dataset, ``order`` in processing, ``file``,
+  ``instances``, ``predictions``, ``tp``, ``fp``, ``fn``, denominations), ``params``, ``model``.
 
 Headline numbers (``metrics.map50`` ...) are the mapped view (8 classes); ``metrics.fine`` is the 17-class
 view. Per-class lists hold the classes that have ground truth (YOLOv5's convention).
@@ -180,7 +181,7 @@ class ValidationState:
     def merge(self, other: ValidationState) -> None:
         """Fold another shard's state into this one (metric states, per-image rows, counts, timings)."""
         self.evaluator.merge(other.evaluator)
-        self.per_image = sorted(self.per_image + other.per_image, key=lambda row: row["index"])
+        self.per_image = sorted(self.per_image + other.per_image, key=lambda row: row["order"])
         self.skipped += [entry for entry in other.skipped if entry not in self.skipped]
         self.images += other.images
         self.instances += other.instances
@@ -203,11 +204,12 @@ def collect_validation_state(
 
     _check_params(params)
     index = load_source(source, params.split, model.class_table.num_fine)
-    plans = _shard_plans(plan_batches(index, params, model.stride), shard, len(index.samples))
+    full_plans = plan_batches(index, params, model.stride)
+    plans = _shard_plans(full_plans, shard, len(index.samples))
     samples = [(ref.index, index.samples[ref.index]) for plan in plans for ref in plan.refs]
     skipped = [entry.to_dict() for entry in index.report]
     total = len(samples)
-    runner = _BatchRunner(model, params, samples)
+    runner = _BatchRunner(model, params, samples, processing_order(full_plans))
     with BatchLoader(plans, params.imgsz, params.workers, pin_memory=runner.device.type == "cuda") as loader:
         for batch in _batches_until_cancelled(loader, cancel, runner.seconds):
             skipped += [{"file": ref.name, "line": None, "reason": why} for ref, why in batch.failures]
@@ -284,6 +286,17 @@ def plan_batches(index: DatasetIndex, params: ValidationParams, stride: int) -> 
         height, width = sample.shape or (0, 0)
         refs.append(ImageRef(position, sample.name, sample.image_path, sample.data, width, height))
     return rect_batch_plans(refs, params.imgsz, params.batch_size, stride, params.rect)
+
+
+def processing_order(plans: Sequence[BatchPlan]) -> dict[int, int]:
+    """Sample index -> position in the full pass's processing order (the metric state's image id).
+
+    YOLOv5's val.py concatenates predictions in the order its (rectangular) loader yields images, and its
+    non-stable ``argsort`` decides score ties by that order; keying images by this position reproduces it,
+    and shards of contiguous batches keep the same global ids.
+    """
+    refs = (ref for plan in plans for ref in plan.refs)
+    return {ref.index: position for position, ref in enumerate(refs)}
 
 
 def _shard_plans(plans: list[BatchPlan], shard: Sequence[int] | None, count: int) -> list[BatchPlan]:
@@ -386,7 +399,13 @@ def inference_network(model: LoadedModel) -> nn.Module:
 class _BatchRunner:
     """Per-batch work of the pass: forward, NMS, rescale, metric update, per-image rows."""
 
-    def __init__(self, model: LoadedModel, params: ValidationParams, samples: Sequence[tuple[int, Sample]]):
+    def __init__(
+        self,
+        model: LoadedModel,
+        params: ValidationParams,
+        samples: Sequence[tuple[int, Sample]],
+        order: dict[int, int],
+    ):
         from smartcash_core.metrics import DetectionEvaluator
 
         self.params = params
@@ -397,6 +416,7 @@ class _BatchRunner:
             self.network = deepcopy(self.network).half()
         self.labels = {position: sample.labels for position, sample in samples}
         self.names = {position: sample.name for position, sample in samples}
+        self.order = order
         self.evaluator = DetectionEvaluator(
             num_classes=model.class_table.num_fine, protocol=params.protocol, class_table=model.class_table
         )
@@ -452,10 +472,15 @@ class _BatchRunner:
                 column.append(value)
             self.class_counts.add(gt_classes.numpy())
             # tp/fp/fn are filled in by build_result from the evaluator (after any shard merge)
-            row = {"index": position, "file": self.names[position], "instances": len(gt_classes)}
+            row = {
+                "index": position,
+                "order": self.order[position],
+                "file": self.names[position],
+                "instances": len(gt_classes),
+            }
             row.update(self._denominations(boxes, scores, classes, gt_boxes, gt_classes))
             self.per_image.append(row)
-        image_ids = [meta.ref.index for meta in batch.metas]  # global ids: shards merge like one pass
+        image_ids = [self.order[meta.ref.index] for meta in batch.metas]  # global: shards merge like one pass
         self.evaluator.update_batch(*columns, image_ids=image_ids)
 
     def _denominations(
@@ -513,7 +538,7 @@ def with_match_counts(
     slot = {int(image_id): position for position, image_id in enumerate(summary["image_id"])}
     rows = []
     for row in per_image:
-        position = slot.get(int(row["index"]))
+        position = slot.get(int(row["order"]))
         if position is None:
             raise SmartCashError(f"image {row['file']} (index {row['index']}) is not in the metric state")
         counts = {
@@ -523,8 +548,9 @@ def with_match_counts(
             "fp": int(summary["fp"][position]),
             "fn": int(summary["fn"][position]),
         }
-        rest = {key: value for key, value in row.items() if key not in counts}
-        rows.append({"index": rest.pop("index"), "file": rest.pop("file"), **counts, **rest})
+        identity = {key: row[key] for key in ("index", "order", "file")}
+        rest = {key: value for key, value in row.items() if key not in counts and key not in identity}
+        rows.append({**identity, **counts, **rest})
     return rows
 
 

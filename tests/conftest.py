@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ from smartcash_core.data.synthetic import generate_dataset
 SYNTHETIC_IMAGES = 24
 SYNTHETIC_SEED = 3
 SYNTHETIC_SIZE = (320, 240)  # (width, height)
+TRAINED_WEIGHTS = Path(__file__).resolve().parent / "fixtures" / "yolov5" / "yolov5n_banknotes.pt"
+# (width, height, images, seed): landscape, portrait and square images, so rectangular batching reorders
+# them and gives batches different shapes; 9 images in all.
+MIXED_ASPECT_PARTS = ((320, 240, 4, 10), (240, 320, 3, 11), (300, 300, 2, 12))
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +31,24 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root, images=SYNTHETIC_IMAGES, seed=SYNTHETIC_SEED, width=width, height=height, split="val"
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def mixed_aspect_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 9-image YOLO dataset (``images/val``, ``labels/val``) mixing three aspect ratios. Read-only."""
+    scratch = tmp_path_factory.mktemp("mixed_parts")
+    root = tmp_path_factory.mktemp("mixed_aspect")
+    for part, (width, height, images, seed) in enumerate(MIXED_ASPECT_PARTS):
+        generate_dataset(scratch / str(part), images=images, seed=seed, width=width, height=height)
+        for kind in ("images", "labels"):
+            target = root / kind / "val"
+            target.mkdir(parents=True, exist_ok=True)
+            for file in sorted((scratch / str(part) / kind / "val").iterdir()):
+                shutil.copy(file, target / f"p{part}_{file.name}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_weights() -> Path:
+    """A trained YOLOv5n (the YOLOv5 fixture): it finds banknotes, so AP, ties and matches are non-trivial."""
+    return TRAINED_WEIGHTS

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ def _rows(protocol: str, images: list[tuple[torch.Tensor, ...]]) -> list[dict[st
     columns = [list(column) for column in zip(*images, strict=True)]
     ids = [10 + i for i in range(len(images))]
     evaluator.update_batch(*columns, image_ids=ids)
-    rows = [{"index": i, "file": f"{i}.jpg", "true_denomination": None} for i in ids]
+    rows = [{"index": i - 10, "order": i, "file": f"{i}.jpg", "true_denomination": None} for i in ids]
     return with_match_counts(rows, evaluator)
 
 
@@ -45,7 +47,8 @@ def test_match_counts_hand_case(protocol: str) -> None:
         {"instances": 3, "predictions": 3, "tp": 1, "fp": 2, "fn": 2},
         {"instances": 3, "predictions": 0, "tp": 0, "fp": 0, "fn": 3},
     ]
-    assert [row["index"] for row in rows] == [10, 11] and rows[0]["true_denomination"] is None
+    assert [row["order"] for row in rows] == [10, 11] and [row["index"] for row in rows] == [0, 1]
+    assert rows[0]["true_denomination"] is None
 
 
 def test_yolo_counts_follow_process_batch_where_it_differs_from_score_greedy() -> None:
@@ -67,7 +70,7 @@ def test_yolo_counts_follow_process_batch_where_it_differs_from_score_greedy() -
 def test_rows_missing_from_the_state_are_an_error() -> None:
     evaluator = DetectionEvaluator(17, "yolo", default_class_table())
     with pytest.raises(SmartCashError, match=r"a\.jpg \(index 4\)"):
-        with_match_counts([{"index": 4, "file": "a.jpg"}], evaluator)
+        with_match_counts([{"index": 4, "order": 4, "file": "a.jpg"}], evaluator)
 
 
 def test_whole_classes_are_the_seven_banknotes() -> None:
@@ -94,3 +97,23 @@ def test_denomination_metrics_hand_case() -> None:
     assert abs(result["macro_recall"] - (0.5 + 1 + 0 + 1) / 4) < 1e-12
     f1 = [2 / 3, 2 / 3, 0.0, 2 / 3]
     assert abs(result["macro_f1"] - sum(f1) / 4) < 1e-12
+
+
+def test_metric_image_ids_follow_the_rectangular_processing_order(
+    mixed_aspect_dataset: Path, trained_weights: Path
+) -> None:
+    """YOLOv5 concatenates predictions in loader order (images sorted by aspect ratio), and its non-stable
+    argsort breaks score ties by that order: the metric state must use the same order as image ids."""
+    from smartcash_core.checkpoint import load_model
+    from smartcash_core.data.dataset import load_yolo_dataset
+    from smartcash_core.validate import ValidationParams, plan_batches, processing_order, run_validation
+
+    model = load_model(trained_weights, "cpu")
+    params = ValidationParams(imgsz=160, batch_size=2, device="cpu", workers=1)
+    order = processing_order(plan_batches(load_yolo_dataset(mixed_aspect_dataset), params, model.stride))
+    assert sorted(order.values()) == list(range(9)) and list(order) != sorted(order)  # rect order differs
+
+    result = run_validation(model, mixed_aspect_dataset, params)
+    assert [row["order"] for row in result.per_image] == list(range(9))
+    assert all(order[row["index"]] == row["order"] for row in result.per_image)
+    assert sorted(result.evaluator.state_arrays()["image_ids"].tolist()) == list(range(9))
