@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from smartcash_core.data.dataset import DatasetIndex, Sample
     from smartcash_core.data.loader import BatchPlan, LoadedBatch
     from smartcash_core.metrics import DetectionEvaluator
+    from smartcash_core.validation_loss import ValidationLoss
 
 Protocol = Literal["yolo", "coco"]
 ProgressCallback = Callable[[int, int, str], None]
@@ -87,6 +88,7 @@ class ValidationParams:
     half: bool = False
     workers: int = 2
     split: str = "val"
+    compute_loss: bool = False  # also report YOLOv5's validation loss (box, obj, cls) in metrics["loss"]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,6 +179,7 @@ class ValidationState:
     instances: int
     stage_seconds: dict[str, float]
     class_counts: ClassCounts
+    loss: ValidationLoss | None = None
 
     def merge(self, other: ValidationState) -> None:
         """Fold another shard's state into this one (metric states, per-image rows, counts, timings)."""
@@ -186,6 +189,8 @@ class ValidationState:
         self.images += other.images
         self.instances += other.instances
         self.class_counts.merge(other.class_counts)
+        if self.loss is not None and other.loss is not None:
+            self.loss.merge(other.loss)
         for stage, seconds in other.stage_seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
@@ -224,6 +229,7 @@ def collect_validation_state(
         instances=sum(row["instances"] for row in runner.per_image),
         stage_seconds=runner.seconds,
         class_counts=runner.class_counts,
+        loss=runner.loss,
     )
 
 
@@ -235,6 +241,8 @@ def build_result(
         computed = state.evaluator.compute()
         metrics = summarize_metrics(computed, model.class_table, params.protocol, state.class_counts)
         metrics["classification"] = denomination_metrics(state.per_image, model.class_table)
+        if state.loss is not None:
+            metrics["loss"] = state.loss.summary()
         per_image = with_match_counts(state.per_image, state.evaluator)
     images = max(state.images, 1)
     return ValidationResult(
@@ -252,7 +260,7 @@ def build_result(
 
 def _speed(stage_seconds: dict[str, float], images: int) -> dict[str, float]:
     """Milliseconds per image for each stage; ``loader_wait``: time the forward pass waited on decoding."""
-    stages = (*SPEED_STAGES, "loader_wait")
+    stages = (*SPEED_STAGES, "loader_wait", *(["loss"] if "loss" in stage_seconds else []))
     return {stage: 1000 * stage_seconds.get(stage, 0.0) / images for stage in stages}
 
 
@@ -396,6 +404,13 @@ def inference_network(model: LoadedModel) -> nn.Module:
     return network
 
 
+def _validation_loss(model: LoadedModel, params: ValidationParams) -> ValidationLoss | None:
+    """The loss meter when ``params.compute_loss`` asks for it (it reads anchors from the Detect head)."""
+    from smartcash_core.validation_loss import ValidationLoss
+
+    return ValidationLoss.for_model(model.model, params.imgsz) if params.compute_loss else None
+
+
 class _BatchRunner:
     """Per-batch work of the pass: forward, NMS, rescale, metric update, per-image rows."""
 
@@ -426,6 +441,7 @@ class _BatchRunner:
         self.class_counts = ClassCounts.empty(model.class_table)
         self.seconds: dict[str, float] = {}
         self.images_seen = 0
+        self.loss = _validation_loss(model, params)
 
     def process(self, batch: LoadedBatch) -> None:
         self.seconds["decode"] = self.seconds.get("decode", 0.0) + batch.decode_s + batch.letterbox_s
@@ -439,10 +455,20 @@ class _BatchRunner:
             decoded = raw[0] if isinstance(raw, (tuple, list)) else raw
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # so the time lands in this stage, not in NMS
+        if self.loss is not None:
+            self._add_loss(batch, raw[1], (int(inputs.shape[2]), int(inputs.shape[3])))
         with _timed(self.seconds, "nms"):
             detections = self._nms(decoded.float())
         with _timed(self.seconds, "metrics"):
             self._accumulate(batch, detections)
+
+    def _add_loss(self, batch: LoadedBatch, raw: Sequence[torch.Tensor], input_hw: tuple[int, int]) -> None:
+        from smartcash_core.validation_loss import letterboxed_targets
+
+        if self.loss is None:
+            return
+        with _timed(self.seconds, "loss"), torch.inference_mode():
+            self.loss.update(raw, letterboxed_targets(batch.metas, self.labels, input_hw))
 
     def _nms(self, decoded: torch.Tensor) -> list[torch.Tensor]:
         from smartcash_core.ops.nms import non_max_suppression

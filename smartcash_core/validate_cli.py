@@ -38,6 +38,7 @@ def params_from_args(args: argparse.Namespace) -> ValidationParams:
         half=args.half,
         workers=args.workers,
         split=args.split,
+        compute_loss=args.loss,
     )
 
 
@@ -109,6 +110,9 @@ def print_report(result: ValidationResult, out: TextIO) -> None:
         for entry in skipped[:20]:
             where = f":{entry['line']}" if entry.get("line") else ""
             out.write(f"  {entry['file']}{where}: {entry['reason']}\n")
+    if "loss" in metrics:
+        loss = metrics["loss"]
+        out.write(f"Loss: box {loss['box']:.5f}  obj {loss['obj']:.5f}  cls {loss['cls']:.5f}\n")
     out.write(format_speed(result) + "\n")
     out.write(format_cache(result.cache) + "\n")
 

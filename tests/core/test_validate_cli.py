@@ -42,10 +42,11 @@ def test_tables_and_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[
         "16",
         "--json",
         str(out),
+        "--loss",
     ]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "mAP50-95" in text and "Speed:" in text and "Cache: image" in text
+    assert "mAP50-95" in text and "Speed:" in text and "Cache: image" in text and "Loss: box" in text
     assert "100000_whole" in text and "feature" in text
     data = json.loads(out.read_text())
     assert {"metrics", "dataset", "speed_ms_per_image", "cache", "per_image", "params", "model"} <= set(data)
@@ -53,3 +54,4 @@ def test_tables_and_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[
         data["metrics"]
     )
     assert data["dataset"]["images"] == 40 and data["params"]["imgsz"] == 160
+    assert data["params"]["compute_loss"] and data["metrics"]["loss"]["total"] > 0
