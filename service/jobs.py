@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import queue
 import threading
 import time
@@ -72,17 +73,38 @@ class Job:
             self.version += 1
 
 
+def lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's niceness by ``increment`` (Linux: niceness is per thread).
+
+    Threads started from this one inherit it: torch's intra-op pool and the decode workers. With the
+    validation work niced, the event loop wins the CPU whenever it has a request, so health probes stay fast
+    while a validation keeps every core busy; the pass itself loses almost nothing (the loop is mostly idle).
+    """
+    if increment <= 0 or not hasattr(os, "setpriority"):
+        return
+    thread_id = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, thread_id)
+        os.setpriority(os.PRIO_PROCESS, thread_id, min(19, current + increment))
+    except OSError as exc:  # not permitted or not supported: keep running at normal priority
+        log.warning("could not lower the worker thread's priority: %s", exc)
+
+
 class DeviceWorker:
     """One thread that runs the jobs of one device, in order, from a bounded queue."""
 
-    def __init__(self, device: str, max_queue: int, run_job: Callable[[Job], None]) -> None:
+    def __init__(
+        self, device: str, max_queue: int, run_job: Callable[[Job], None], nice_increment: int = 0
+    ) -> None:
         self.device = device
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._run_job = run_job
+        self._nice_increment = nice_increment
         self.thread = threading.Thread(target=self._loop, name=f"smartcash-worker-{device}", daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
+        lower_thread_priority(self._nice_increment)
         while True:
             item = self.queue.get()
             if item is _STOP:
@@ -114,8 +136,10 @@ class JobManager:
         max_queue: int,
         retry_after_s: int,
         metrics: ServiceMetrics,
+        worker_nice: int = 0,
     ) -> None:
         self.store = store
+        self._worker_nice = worker_nice
         self._runner = runner
         self._max_queue = max_queue
         self._retry_after_s = retry_after_s
@@ -132,7 +156,7 @@ class JobManager:
         with self._lock:
             worker = self._workers.get(device)
             if worker is None:
-                worker = DeviceWorker(device, self._max_queue, self._run)
+                worker = DeviceWorker(device, self._max_queue, self._run, self._worker_nice)
                 self._workers[device] = worker
             return worker
 

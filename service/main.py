@@ -79,7 +79,12 @@ def create_app(
         on_load=metrics_.model_load_seconds.observe,
     )
     jobs = JobManager(
-        store, runner or _default_runner(), settings.max_queue, settings.retry_after_s, metrics_
+        store,
+        runner or _default_runner(),
+        settings.max_queue,
+        settings.retry_after_s,
+        metrics_,
+        worker_nice=settings.worker_nice,
     )
     metrics_.bind_gauges(jobs.queue_depth, lambda: len(registry))
     state = ServiceState(settings, registry, jobs, metrics_, get_cache_info, clear_data_caches)

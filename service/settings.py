@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_upload_files: int = Field(2000, ge=1, description="most files (or archive members) per upload")
     max_archive_bytes: int = Field(1024 * MiB, ge=1, description="total uncompressed size of an archive")
     max_queue: int = Field(8, ge=1, description="jobs waiting per device before 429")
+    worker_nice: int = Field(
+        10, ge=0, le=19, description="niceness added to validation threads, so health probes stay fast"
+    )
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429")
     wait_max_images: int = Field(64, ge=1, description="largest upload that may ask ?wait=true")
     wait_timeout_s: float = Field(300.0, gt=0, description="longest a ?wait=true request waits")
