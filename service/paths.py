@@ -7,6 +7,7 @@ never reads a file the operator did not put under a root.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from service.errors import NotFound, PathRejected
@@ -38,15 +39,49 @@ def resolve_under(root: Path, relative: str, what: str, must_exist: bool = True)
     """
     safe = check_relative(relative, what)
     resolved_root = root.resolve()
-    candidate = (resolved_root / safe).resolve()
+    candidate = resolve_path(resolved_root / safe, what, relative)
     if not candidate.is_relative_to(resolved_root):
         raise PathRejected(
             f"{what} path {relative!r} resolves outside the {what} root (a symlink points elsewhere)",
             f"copy the {what} under the {what} root instead of linking to it",
         )
-    if must_exist and not candidate.exists():
+    if must_exist and not _exists(candidate, what, relative):
         raise NotFound(
             f"{what} {relative!r} does not exist under the {what} root",
             f"list the {what} root and use one of its entries (paths are relative to it)",
         )
     return candidate
+
+
+def resolve_path(path: Path, what: str, shown: str) -> Path:
+    """``path.resolve()``, with symlink loops and over-long names as ``PathRejected`` (400), not a 500.
+
+    Python 3.11 raises ``RuntimeError`` for a symlink loop; an over-long component is an ``OSError``.
+    """
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise PathRejected(
+            f"{what} path {shown!r} cannot be resolved: {_reason(exc)}",
+            f"name an existing {what} without symlink loops or over-long names",
+        ) from exc
+
+
+def _exists(path: Path, what: str, shown: str) -> bool:
+    # Path.exists() only swallows ENOENT-like errors; ENAMETOOLONG or EACCES would escape as a 500.
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        raise PathRejected(
+            f"{what} path {shown!r} cannot be read: {_reason(exc)}",
+            f"name a readable {what} with names of at most 255 bytes per component",
+        ) from exc
+    return True
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

@@ -60,6 +60,7 @@ def test_models_load_describe_reuse_and_delete(client_for: Client) -> None:
         ({"name": "x", "checkpoint": "/etc/passwd"}, 400, "path_rejected"),
         ({"name": "x", "checkpoint": "missing.safetensors"}, 404, "not_found"),
         ({"name": "x", "checkpoint": "nested"}, 404, "not_found"),
+        ({"name": "x", "checkpoint": "a" * 300}, 400, "path_rejected"),  # ENAMETOOLONG, not a 500
         ({"name": "x", "checkpoint": "broken.safetensors"}, 422, "bad_checkpoint"),
         ({"name": "x", "checkpoint": "tiny.safetensors", "device": "cuda:7"}, 422, "bad_device"),
         ({"name": "x", "checkpoint": "tiny.safetensors", "device": "tpu"}, 422, "invalid_request"),
@@ -120,6 +121,7 @@ def test_dataset_validation_errors(client_for: Client, synthetic_dataset: Path, 
         ({**base, "dataset": "../../etc"}, 400, "path_rejected"),
         ({**base, "dataset": str(synthetic_dataset)}, 400, "path_rejected"),
         ({**base, "dataset": "no_such_set"}, 404, "not_found"),
+        ({**base, "dataset": "d" * 300}, 400, "path_rejected"),  # ENAMETOOLONG, not a 500
         ({**base, "dataset": f"{synthetic_dataset.name}/images/val"}, 422, "unprocessable"),
         (
             {**base, "dataset": synthetic_dataset.name, "params": {"imgsz": 64, "confidence": 0.5}},

@@ -48,3 +48,14 @@ def test_missing_path_is_not_found(root: Path) -> None:
     with pytest.raises(NotFound) as caught:
         resolve_under(root, "sets/nope", "dataset")
     assert caught.value.status_code == 404
+
+
+def test_symlink_loop_is_refused_not_a_crash(root: Path) -> None:
+    (root / "loop").symlink_to(root / "loop")
+    with pytest.raises(PathRejected, match="cannot be resolved"):
+        resolve_under(root, "loop/data.yaml", "dataset")
+
+
+def test_over_long_names_are_refused_not_a_crash(root: Path) -> None:
+    with pytest.raises(PathRejected, match="cannot be read"):
+        resolve_under(root, "n" * 300, "dataset")
