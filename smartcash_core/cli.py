@@ -90,9 +90,9 @@ def add_train_demo_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="native checkpoint to write")
     parser.add_argument("--workdir", default="runs/train-demo")
     parser.add_argument("--images", type=int, default=1200)
-    parser.add_argument("--imgsz", type=int, default=320)
-    parser.add_argument("--epochs-head", type=int, default=3)
-    parser.add_argument("--epochs-full", type=int, default=20)
+    parser.add_argument("--imgsz", type=int, default=256)
+    parser.add_argument("--epochs-head", type=int, default=1)
+    parser.add_argument("--epochs-full", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--time-budget-min", type=float, default=None,

@@ -165,3 +165,13 @@ def test_demo_checkpoint_loads_and_records_phase_two() -> None:
         decoded, _raw = loaded.model(torch.zeros(1, 3, 320, 320))
     assert decoded.shape == (1, 6300, 22) and np.isfinite(decoded.numpy()).all()
     assert _safetensors_metadata(DEMO_CHECKPOINT)  # metadata travels in the safetensors header
+
+
+@pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason="demo checkpoint not committed yet")
+def test_init_from_the_demo_checkpoint_carries_its_epochs() -> None:
+    from smartcash_core.train import _initial_model
+
+    model, prior = _initial_model(_config(init=DEMO_CHECKPOINT))
+    assert model.training
+    assert prior["epochs_full"] > 0 and len(prior["sha256"]) == 64
+    assert model.state_dict()["model.24.anchors"].shape == (3, 3, 2)
