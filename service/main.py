@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
+from service.datasets import contained_runner
 from service.demo_model import DEMO_PRELOAD_KEYWORD, ensure_demo_checkpoint
 from service.deps import ServiceState, require_api_key
 from service.errors import ServiceError, install_error_handlers
@@ -80,7 +81,7 @@ def create_app(
     )
     jobs = JobManager(
         store,
-        runner or _default_runner(),
+        contained_runner(runner or _default_runner(), settings.data_root),
         settings.max_queue,
         settings.retry_after_s,
         metrics_,

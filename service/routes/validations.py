@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 
+from service.datasets import check_dataset_contained
 from service.deps import JobRecordDep, JobsDep, StateDep
 from service.errors import Conflict, Unprocessable
 from service.jobs import Job, JobManager
@@ -97,14 +98,14 @@ async def _wait(job: Job, timeout_s: float) -> bool:
 )
 async def submit_dataset(body: ValidationRequest, state: StateDep) -> JSONResponse:
     entry = state.registry.get(body.model)
-    dataset = await run_in_threadpool(_resolve_dataset, state.settings.data_root, body.dataset)
+    dataset = await run_in_threadpool(_resolve_dataset, state.settings.data_root, body.dataset, body.split)
     params = body.params.to_params(device=entry.device, split=body.split)
     job = state.jobs.submit(entry, str(dataset), "dataset", body.dataset, params)
     return _accepted(job.id, state.jobs)
 
 
-def _resolve_dataset(data_root: Path, relative: str) -> Path:
-    """The dataset path, kept inside the data root, and at least shaped like a YOLO dataset."""
+def _resolve_dataset(data_root: Path, relative: str, split: str) -> Path:
+    """The dataset path, kept inside the data root (with every file it names), shaped like a YOLO dataset."""
     path = resolve_under(data_root, relative, "dataset")
     if path.is_file() and path.suffix.lower() not in (".yaml", ".yml"):
         raise Unprocessable(
@@ -115,6 +116,7 @@ def _resolve_dataset(data_root: Path, relative: str) -> Path:
             f"dataset {relative!r} has no images/ directory and no data.yaml",
             "name a YOLO dataset directory (images/<split>, labels/<split>) or its data.yaml",
         )
+    check_dataset_contained(data_root, path, split, relative)
     return path
 
 
