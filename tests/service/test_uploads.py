@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import stat
 import tarfile
@@ -9,6 +10,7 @@ import zipfile
 
 import pytest
 
+from service import uploads
 from service.errors import BadUpload, PayloadTooLarge
 from service.uploads import UploadLimits, samples_from_files
 
@@ -103,3 +105,91 @@ def test_unusable_uploads_name_the_problem(files: list[tuple[str, bytes]], messa
     with pytest.raises(BadUpload, match=message) as caught:
         samples_from_files(files, LIMITS)
     assert caught.value.status_code == 400 and caught.value.fix
+
+
+def test_zip_directory_too_big_for_the_member_cap_is_refused_before_zipfile_parses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    flood = _zip({f"d{index}/": b"" for index in range(5 * LIMITS.max_files)} | {"a.jpg": b"A"})
+
+    def parse_nothing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ZipFile parsed a central directory that the member cap refuses")
+
+    monkeypatch.setattr(uploads.zipfile, "ZipFile", parse_nothing)
+    with pytest.raises(PayloadTooLarge, match="members"):
+        samples_from_files([("flood.zip", flood)], LIMITS)
+
+
+def test_folder_entries_count_against_the_member_cap() -> None:
+    folders = {f"d{index}/": b"" for index in range(2 * LIMITS.max_files + 1)}
+    zipped = _zip(folders | {"a.jpg": b"A"})
+    with pytest.raises(PayloadTooLarge, match="members"):
+        samples_from_files([("flood.zip", zipped)], LIMITS)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for index in range(2 * LIMITS.max_files + 1):
+            info = tarfile.TarInfo(f"d{index}")
+            info.type = tarfile.DIRTYPE
+            archive.addfile(info)
+    with pytest.raises(PayloadTooLarge, match="members"):
+        samples_from_files([("flood.tar", buffer.getvalue())], LIMITS)
+
+
+def test_bomb_hidden_in_a_tar_pax_header_is_refused() -> None:
+    # tarfile reads a pax header whole into memory: 1 MB of header from a ~1 kB .tar.gz
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("a.jpg")
+        info.size, info.pax_headers = 1, {"comment": "A" * 1_000_000}
+        archive.addfile(info, io.BytesIO(b"A"))
+    bomb = gzip.compress(buffer.getvalue())
+    assert len(bomb) < 5_000
+    with pytest.raises(PayloadTooLarge, match="unpacks to more than"):
+        samples_from_files([("bomb.tar.gz", bomb)], LIMITS)
+
+
+def _corrupt(data: bytes, start: int) -> bytes:
+    damaged = bytearray(data)
+    for index in range(start, min(start + 40, len(damaged) - 30)):
+        damaged[index] ^= 0x55
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA])
+def test_corrupt_compressed_zip_member_is_a_bad_upload(compression: int) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        archive.writestr("a.jpg", bytes(range(256)) * 20)
+    data = buffer.getvalue()
+    with pytest.raises(BadUpload, match="cannot be read"):  # zlib.error / LZMAError were 500s
+        samples_from_files([("x.zip", _corrupt(data, data.find(b"a.jpg") + 15))], LIMITS)
+
+
+def test_corrupt_tar_gz_body_is_a_bad_upload() -> None:
+    data = _tar({"a.jpg": bytes(range(256)) * 20}, gz=True)
+    with pytest.raises(BadUpload, match="not a readable tar"):
+        samples_from_files([("x.tar.gz", _corrupt(data, 20))], LIMITS)
+
+
+def test_two_label_files_with_one_stem_are_refused_not_silently_replaced() -> None:
+    files = [("a.jpg", b"A"), ("x/a.txt", b"0 0.5 0.5 0.1 0.1\n"), ("y/a.txt", b"1 0.5 0.5 0.1 0.1\n")]
+    with pytest.raises(BadUpload, match="two label files"):
+        samples_from_files(files, LIMITS)
+
+
+@pytest.mark.parametrize("members", [1, 5 * LIMITS.max_files])
+def test_zip_end_record_is_found_behind_an_archive_comment(
+    monkeypatch: pytest.MonkeyPatch, members: int
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(members):
+            archive.writestr(f"d{index}/", b"")
+        archive.writestr("a.jpg", b"A")
+        archive.comment = b"a comment moves the end record" * 20
+    if members == 1:
+        assert [s.name for s in samples_from_files([("c.zip", buffer.getvalue())], LIMITS)] == ["a.jpg"]
+        return
+    monkeypatch.setattr(uploads.zipfile, "ZipFile", None)  # must be refused before ZipFile is called
+    with pytest.raises(PayloadTooLarge, match="members"):
+        samples_from_files([("c.zip", buffer.getvalue())], LIMITS)
