@@ -11,14 +11,15 @@ import uuid
 from contextvars import ContextVar
 
 request_id_var: ContextVar[str | None] = ContextVar("smartcash_request_id", default=None)
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and belongs in the JSON.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "request_id"}
 
 
 def new_request_id(client_value: str | None) -> str:
     """The client's ``X-Request-ID`` when it is a sane token, else a fresh one (never trust raw input)."""
-    if client_value and _CLIENT_ID.match(client_value):
+    # fullmatch: ``$`` in ``match`` also accepts a trailing newline, which must not reach logs or headers
+    if client_value and _CLIENT_ID.fullmatch(client_value):
         return client_value
     return uuid.uuid4().hex
 

@@ -18,6 +18,8 @@ CacheInfo = Callable[[], dict[str, dict[str, int]]]
 _REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _JOB_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 _LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# HTTP allows any token as a method; labelling each one would let clients create unbounded series.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _CacheCollector(Collector):
@@ -81,6 +83,7 @@ class ServiceMetrics:
         self.registry.register(_CacheCollector(cache_info))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in _KNOWN_METHODS else "other"
         self.request_seconds.labels(method, route, str(status)).observe(seconds)
 
     def job_finished(self, status: str, seconds: float | None) -> None:
