@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, Security
@@ -17,7 +17,7 @@ from service.registry import ModelRegistry
 from service.schemas import JOB_ID_PATTERN
 from service.settings import Settings
 from service.store import JobRecord
-from service.uploads import UploadLimits
+from service.uploads import UploadLimits, UploadSlots
 from smartcash_core.cache import clear_data_caches, get_cache_info
 
 
@@ -31,6 +31,10 @@ class ServiceState:
     metrics: ServiceMetrics
     cache_info: Callable[[], dict[str, dict[str, int]]] = get_cache_info
     clear_caches: Callable[[], None] = clear_data_caches
+    upload_slots: UploadSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.upload_slots = UploadSlots(self.settings.max_concurrent_uploads, self.settings.retry_after_s)
 
     @property
     def upload_limits(self) -> UploadLimits:

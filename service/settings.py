@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_upload_files: int = Field(2000, ge=1, description="most files (or archive members) per upload")
     max_archive_bytes: int = Field(1024 * MiB, ge=1, description="total uncompressed size of an archive")
     max_queue: int = Field(8, ge=1, description="jobs waiting per device before 429")
+    max_concurrent_uploads: int = Field(
+        4, ge=1, description="uploads received at once (each buffers up to max_upload_bytes) before 429"
+    )
     worker_nice: int = Field(
         10, ge=0, le=19, description="niceness added to validation threads, so health probes stay fast"
     )

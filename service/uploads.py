@@ -15,9 +15,11 @@ import lzma
 import stat
 import struct
 import tarfile
+import threading
 import zipfile
 import zlib
 from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 
@@ -25,7 +27,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from service.errors import BadUpload, PayloadTooLarge, UnsupportedMedia
+from service.errors import BadUpload, PayloadTooLarge, QueueFull, UnsupportedMedia
 from smartcash_core.validate import UploadedSample
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -46,6 +48,35 @@ class UploadLimits:
     max_bytes: int
     max_files: int
     max_archive_bytes: int
+
+
+class UploadSlots:
+    """Bounds the uploads being received at once.
+
+    Each upload is buffered in memory up to ``max_upload_bytes`` and the queue is only checked after the
+    body is read, so without this bound memory grows with the number of clients sending at once.
+    """
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        self._limit, self._retry_after_s, self._used = limit, retry_after_s, 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a slot while the body is read and becomes a job; ``QueueFull`` (429) when none is free."""
+        with self._lock:
+            if self._used >= self._limit:
+                raise QueueFull(
+                    f"{self._limit} uploads are already being received",
+                    f"retry after {self._retry_after_s} s, or raise SMARTCASH_MAX_CONCURRENT_UPLOADS",
+                    headers={"Retry-After": str(self._retry_after_s)},
+                )
+            self._used += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._used -= 1
 
 
 @dataclass

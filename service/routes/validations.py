@@ -17,7 +17,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 
 from service.datasets import check_dataset_contained
-from service.deps import JobRecordDep, JobsDep, StateDep
+from service.deps import JobRecordDep, JobsDep, ServiceState, StateDep
 from service.errors import Conflict, Unprocessable
 from service.jobs import Job, JobManager
 from service.paths import resolve_under
@@ -133,6 +133,14 @@ async def submit_upload(
     state: StateDep,
     wait: Annotated[bool, Query(description="answer with the finished result (small uploads only)")] = False,
 ) -> JSONResponse:
+    with state.upload_slots.slot():  # before the body is read: its bytes are what the slot bounds
+        job = await _submit_upload_body(request, state, wait)
+    if wait and await _wait(job, state.settings.wait_timeout_s):
+        return _accepted(job.id, state.jobs, response_status=200)
+    return _accepted(job.id, state.jobs)
+
+
+async def _submit_upload_body(request: Request, state: ServiceState, wait: bool) -> Job:
     parsed = await parse_multipart(request, state.upload_limits)
     model_name = parsed.fields.get("model", "")
     entry = state.registry.get(_check_model_field(model_name))
@@ -145,12 +153,9 @@ async def submit_upload(
             "drop wait=true and follow the job's events, or send a smaller batch",
         )
     label = f"upload ({len(samples)} images)"
-    job = state.jobs.submit(
+    return state.jobs.submit(
         entry, samples, "upload", label, params.to_params(entry.device), total=len(samples)
     )
-    if wait and await _wait(job, state.settings.wait_timeout_s):
-        return _accepted(job.id, state.jobs, response_status=200)
-    return _accepted(job.id, state.jobs)
 
 
 def _check_model_field(value: str) -> str:

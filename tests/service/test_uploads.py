@@ -7,8 +7,10 @@ import io
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 
 import pytest
+from fastapi.testclient import TestClient
 
 from service import uploads
 from service.errors import BadUpload, PayloadTooLarge
@@ -193,3 +195,17 @@ def test_zip_end_record_is_found_behind_an_archive_comment(
     monkeypatch.setattr(uploads.zipfile, "ZipFile", None)  # must be refused before ZipFile is called
     with pytest.raises(PayloadTooLarge, match="members"):
         samples_from_files([("c.zip", buffer.getvalue())], LIMITS)
+
+
+def test_uploads_received_at_once_are_capped_before_the_body_is_read(
+    client_for: Callable[..., TestClient],
+) -> None:
+    # each upload may buffer SMARTCASH_MAX_UPLOAD_BYTES; without a cap, concurrency multiplies that
+    client = client_for(max_concurrent_uploads=1)
+    files = [("files", ("a.jpg", b"A", "image/jpeg"))]
+    with client.app.state.smartcash.upload_slots.slot():  # type: ignore[attr-defined]
+        busy = client.post("/v1/validations/upload", data={"model": "ghost"}, files=files)
+    assert busy.status_code == 429 and busy.headers["Retry-After"], busy.text
+    assert busy.json()["error"]["code"] == "queue_full"
+    freed = client.post("/v1/validations/upload", data={"model": "ghost"}, files=files)
+    assert freed.status_code == 404  # the slot was released: the body was read and the model looked up
