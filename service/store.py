@@ -140,9 +140,12 @@ class JobStore:
             )
 
     def set_running(self, job_id: str) -> None:
+        """Record the start; a ``cancelling`` written by a racing cancel() keeps its status."""
         with self._locked() as conn:
             conn.execute(
-                "UPDATE jobs SET status='running', started_at=? WHERE id=? AND status='queued'",
+                "UPDATE jobs SET started_at=?, "
+                "status=CASE status WHEN 'queued' THEN 'running' ELSE status END "
+                "WHERE id=? AND status IN ('queued', 'cancelling')",
                 (time.time(), job_id),
             )
 

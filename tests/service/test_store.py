@@ -61,3 +61,14 @@ def test_list_is_newest_first_paged_and_filtered(tmp_path: Path) -> None:
     failed, failed_total = store.list(offset=0, limit=10, status="failed")
     assert failed_total == 1 and failed[0].id == "j1" and failed[0].error == {"code": "x"}
     assert store.get("missing") is None and store.per_image("j0") is None
+
+
+def test_a_job_cancelled_as_it_starts_keeps_its_start_time_and_cancelling_status(tmp_path: Path) -> None:
+    # cancel() may write 'cancelling' between the worker's in-memory start and its set_running()
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.create(_record("raced"))
+    store.set_status("raced", "cancelling")
+    store.set_running("raced")
+    record = store.get("raced")
+    assert record is not None and record.status == "cancelling" and record.started_at is not None
+    store.close()
