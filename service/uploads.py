@@ -129,7 +129,7 @@ def _check_declared_length(request: Request, max_bytes: int) -> None:
     declared = request.headers.get("content-length")
     if declared is None:
         return  # chunked: counted while streaming
-    if not declared.isdigit():
+    if not (declared.isascii() and declared.isdigit()):  # "²".isdigit() is True; int() fails
         raise BadUpload(f"Content-Length {declared!r} is not a number", "let your HTTP client set it")
     if int(declared) > max_bytes:
         raise PayloadTooLarge(
