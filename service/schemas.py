@@ -146,6 +146,9 @@ class ValidationParamsIn(BaseModel):
     half: bool = Field(False, description="fp16 inference (CUDA only)")
     workers: int = Field(2, ge=0, le=32, description="background decode workers")
     compute_loss: bool = Field(False, description="also report YOLOv5's validation loss in metrics.loss")
+    fast_decode: bool = Field(
+        False, description="decode large JPEGs DCT-scaled: faster first pass, not bit-exact with YOLOv5"
+    )
 
     def to_params(self, device: str, split: str = "val") -> ValidationParams:
         return ValidationParams(device=device, split=split, **self.model_dump())

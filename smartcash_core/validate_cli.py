@@ -39,6 +39,7 @@ def params_from_args(args: argparse.Namespace) -> ValidationParams:
         workers=args.workers,
         split=args.split,
         compute_loss=args.loss,
+        fast_decode=args.fast_decode,
     )
 
 

@@ -114,12 +114,16 @@ def main() -> None:
     parser.add_argument("--hard-images", type=int, default=64)
     parser.add_argument("--stream-images", type=int, default=5000)
     parser.add_argument("--workdir", default=None, help="keep generated data here (default: a temp dir)")
+    parser.add_argument("--fast-decode", action="store_true", help="JPEG draft decoding from 2x (not exact)")
     args = parser.parse_args()
     configure_caches(image_bytes=4 * 1024**3)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.workdir or scratch)
-        params = ValidationParams(imgsz=args.imgsz, batch_size=args.batch, device="cpu")
+        params = ValidationParams(
+            imgsz=args.imgsz, batch_size=args.batch, device="cpu", fast_decode=args.fast_decode
+        )
+        print(f"decode: {'fast (JPEG draft from 2x)' if args.fast_decode else 'exact (YOLOv5 pixels)'}")
         big = root / f"big{args.images}"
         if not (big / "data.yaml").exists():
             generate_dataset(big, images=args.images, seed=11, width=1280, height=960)
@@ -144,7 +148,7 @@ def stream_case(root: Path, count: int) -> None:
     small, tenth = root / f"stream{count}", root / f"stream{count // 10}"
     for path, images in ((small, count), (tenth, max(1, count // 10))):
         if not (path / "data.yaml").exists():
-            generate_dataset(path, images=images, seed=13, width=320, height=240)  # smaller sizes crash synth
+            generate_dataset(path, images=images, seed=13, width=320, height=240)
     peak_tenth, peak_full = stream_peak_mib(tenth, 64), stream_peak_mib(small, 64)
     print(
         f"streaming: peak RSS {peak_tenth:.0f} MiB for {count // 10} images, {peak_full:.0f} MiB for {count}"

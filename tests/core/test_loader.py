@@ -13,6 +13,8 @@ from PIL import Image
 
 from smartcash_core.cache import clear_data_caches, get_cache_info
 from smartcash_core.data.loader import (
+    EXACT_DRAFT,
+    FAST_DRAFT,
     PAD_VALUE,
     BatchLoader,
     ImageRef,
@@ -114,8 +116,8 @@ def test_uploaded_bytes_and_draft_mode_decode(tmp_path: Path) -> None:
     big = write_jpeg(tmp_path / "big.jpg", 1280, 960, seed=42)
     data = big.path.read_bytes()  # type: ignore[union-attr]
     upload = ImageRef(0, "big.jpg", data=data, width=1280, height=960)
-    drafted = load_resized(upload, 160, draft=True, use_cache=False)  # 8x: drafted to 320x240, then area
-    full = load_resized(upload, 160, draft=False, use_cache=False)
+    drafted = load_resized(upload, 160, draft=EXACT_DRAFT, use_cache=False)  # 8x: draft to 320x240, area
+    full = load_resized(upload, 160, draft=None, use_cache=False)
     assert drafted.shape == full.shape == (3, 120, 160)
     # DCT scaling and area averaging are both local means: close, not identical
     assert (drafted.int() - full.int()).abs().float().mean() < 12
@@ -138,3 +140,17 @@ def test_in_thread_mode_and_image_io_roundtrip(image_refs: list[ImageRef]) -> No
     buffer = io.BytesIO()
     Image.fromarray(batches[0].images[0].permute(1, 2, 0).numpy()).save(buffer, format="PNG")
     assert buffer.tell() > 0
+
+
+def test_fast_draft_decodes_2x_jpegs_at_the_target_and_caches_apart_from_exact(tmp_path: Path) -> None:
+    rows, cols = np.mgrid[0:480, 0:640]
+    smooth = np.stack([cols * 255 // 639, rows * 255 // 479, (rows + cols) % 256], axis=-1).astype(np.uint8)
+    Image.fromarray(smooth).save(tmp_path / "big.jpg", quality=90)
+    ref = ImageRef(0, "big.jpg", path=tmp_path / "big.jpg", width=640, height=480)
+    exact = load_resized(ref, 320, draft=EXACT_DRAFT)
+    fast = load_resized(ref, 320, draft=FAST_DRAFT)
+    assert exact.shape == fast.shape == (3, 240, 320)
+    assert not torch.equal(exact, fast)  # DCT scaling is not cv2's INTER_AREA: kept apart in the cache
+    assert torch.equal(load_resized(ref, 320, draft=EXACT_DRAFT), exact)
+    assert torch.equal(load_resized(ref, 320, draft=FAST_DRAFT), fast)
+    assert (exact.int() - fast.int()).abs().float().mean() < 3  # the same picture
