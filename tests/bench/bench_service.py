@@ -170,6 +170,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--probe-runs", type=int, default=30, help="validations to keep busy while probing")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     wire_params = {"imgsz": args.imgsz, "batch_size": 16, "workers": 2}
@@ -183,7 +184,7 @@ def main() -> int:
                 http, local, server_wall = measure_interleaved(
                     client, checkpoint, samples, wire_params, params, args.repeats
                 )
-                latencies = probe_latency(url, client, samples, wire_params, runs=3)
+                latencies = probe_latency(url, client, samples, wire_params, runs=args.probe_runs)
         finally:
             process.terminate()
             process.wait(30)
