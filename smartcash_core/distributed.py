@@ -168,9 +168,19 @@ def init_from_env(
 
 
 def shutdown(ctx: DistContext | None) -> None:
-    """Leave the process group (safe to call twice or outside a distributed run)."""
-    if ctx is not None and dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group once every rank got here (safe to call twice or outside a distributed run).
+
+    The barrier comes first because a sender's gather finishes when its bytes are written, not when rank 0
+    has read them: a rank that tore its connections down at once could cut rank 0's receive short, and
+    gloo then aborts rank 0's process. A barrier that fails (a rank died) must not hide the real error.
+    """
+    if ctx is None or not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    except RuntimeError as exc:
+        print(f"warning: ranks did not meet before leaving the group: {exc}", file=sys.stderr)
+    dist.destroy_process_group()
 
 
 def shard_bounds(count: int, rank: int, world_size: int, unit: int = 1) -> tuple[int, int]:
