@@ -206,7 +206,7 @@ def collect_validation_state(
     shard: Sequence[int] | None = None,
 ) -> ValidationState:
     """Run the pass over ``source`` (or the ``shard`` of its sample indices) without computing metrics."""
-    from smartcash_core.data.loader import BatchLoader
+    from smartcash_core.data.loader import EXACT_DRAFT, FAST_DRAFT, BatchLoader
 
     _check_params(params)
     index = load_source(source, params.split, model.class_table.num_fine)
@@ -216,8 +216,6 @@ def collect_validation_state(
     skipped = [entry.to_dict() for entry in index.report]
     total = len(samples)
     runner = _BatchRunner(model, params, samples, processing_order(full_plans))
-    from smartcash_core.data.loader import EXACT_DRAFT, FAST_DRAFT
-
     draft = FAST_DRAFT if params.fast_decode else EXACT_DRAFT
     pin_memory = runner.device.type == "cuda"
     with BatchLoader(plans, params.imgsz, params.workers, pin_memory=pin_memory, draft=draft) as loader:
