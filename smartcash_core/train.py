@@ -23,11 +23,11 @@ from PIL import Image
 from torch import Tensor, nn
 
 from smartcash_core.classes import default_class_table
+from smartcash_core.data.letterbox import PAD_VALUE, labels_to_letterbox
 from smartcash_core.errors import DatasetError
 from smartcash_core.loss import YoloLoss
 
 FROZEN_BACKBONE_LAYERS = 10  # model.0 ... model.9: the YOLOv5 backbone including SPPF
-PAD_VALUE = 114  # YOLOv5's letterbox grey
 VAL_SEED_OFFSET = 1000  # val scenes come from another seed than the training scenes
 Log = Callable[[str], None]
 
@@ -94,17 +94,6 @@ def _read_labels(path: Path) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32).reshape(-1, 5)
 
 
-def _labels_to_square(labels: np.ndarray, width: int, height: int, size: int, scale: float,
-                      pad: tuple[int, int]) -> Tensor:
-    """Normalized labels of the original image -> normalized to the letterboxed square."""
-    out = labels.copy()
-    out[:, 1] = (labels[:, 1] * width * scale + pad[0]) / size
-    out[:, 2] = (labels[:, 2] * height * scale + pad[1]) / size
-    out[:, 3] = labels[:, 3] * width * scale / size
-    out[:, 4] = labels[:, 4] * height * scale / size
-    return torch.from_numpy(out)
-
-
 def load_cached_dataset(image_dir: Path, label_dir: Path, size: int) -> CachedDataset:
     """Decode and letterbox every image of a YOLO split once (the training loop never decodes again)."""
     paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
@@ -118,7 +107,7 @@ def load_cached_dataset(image_dir: Path, label_dir: Path, size: int) -> CachedDa
             width, height = image.width, image.height
         images[index] = torch.from_numpy(array).permute(2, 0, 1)
         raw = _read_labels(label_dir / f"{path.stem}.txt")
-        labels.append(_labels_to_square(raw, width, height, size, scale, pad))
+        labels.append(torch.from_numpy(labels_to_letterbox(raw, (width, height), scale, pad, (size, size))))
     return CachedDataset(images, labels)
 
 

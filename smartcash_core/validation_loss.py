@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from smartcash_core.data.letterbox import labels_to_letterbox
 from smartcash_core.data.loader import ImageMeta
 from smartcash_core.loss import YoloLoss
 
@@ -33,14 +34,9 @@ def letterboxed_targets(
         image_labels = np.asarray(labels[meta.ref.index], dtype=np.float64).reshape(-1, 5)
         if not len(image_labels):
             continue
-        original_h, original_w = meta.original_hw
-        pad_left, pad_top = meta.pad
-        centre_x = (image_labels[:, 1] * original_w * meta.gain + pad_left) / width
-        centre_y = (image_labels[:, 2] * original_h * meta.gain + pad_top) / height
-        box_w = image_labels[:, 3] * original_w * meta.gain / width
-        box_h = image_labels[:, 4] * original_h * meta.gain / height
-        slots = np.full(len(image_labels), slot, dtype=np.float64)
-        rows.append(np.stack([slots, image_labels[:, 0], centre_x, centre_y, box_w, box_h], axis=1))
+        original_wh = (meta.original_hw[1], meta.original_hw[0])
+        placed = labels_to_letterbox(image_labels, original_wh, meta.gain, meta.pad, (width, height))
+        rows.append(np.concatenate([np.full((len(placed), 1), float(slot)), placed], axis=1))
     if not rows:
         return torch.zeros((0, 6), dtype=torch.float32)
     return torch.from_numpy(np.concatenate(rows)).float()

@@ -317,6 +317,29 @@ def clip_boxes(boxes: BoxArray, shape: tuple[int, int]) -> BoxArray:
     return boxes
 
 
+def labels_to_letterbox(
+    labels: np.ndarray,
+    original_wh: tuple[int, int],
+    gain: float,
+    pad: tuple[float, float],
+    input_wh: tuple[int, int],
+) -> np.ndarray:
+    """YOLO labels ``[n, 5]`` (class, cx, cy, w, h) normalized by the original image -> normalized by the
+    letterboxed input that holds it scaled by ``gain`` and shifted by ``pad`` (left, top), in input pixels.
+
+    Computed in float64; the result keeps the dtype of ``labels``.
+    """
+    original_w, original_h = original_wh
+    input_w, input_h = input_wh
+    values = np.asarray(labels, dtype=np.float64).reshape(-1, 5)
+    out = values.copy()
+    out[:, 1] = (values[:, 1] * original_w * gain + pad[0]) / input_w
+    out[:, 2] = (values[:, 2] * original_h * gain + pad[1]) / input_h
+    out[:, 3] = values[:, 3] * original_w * gain / input_w
+    out[:, 4] = values[:, 4] * original_h * gain / input_h
+    return out.astype(np.asarray(labels).dtype, copy=False)
+
+
 def scale_boxes(
     img1_shape: tuple[int, int],
     boxes: BoxArray,

@@ -31,9 +31,8 @@ import torch
 from PIL import Image, ImageOps
 
 from smartcash_core.cache import image_cache
-from smartcash_core.data.letterbox import rect_batch_shapes, resize_area, resize_linear
+from smartcash_core.data.letterbox import PAD_VALUE, rect_batch_shapes, resize_area, resize_linear
 
-PAD_VALUE = 114  # YOLOv5's letterbox grey
 RECT_PAD = 0.5  # val.py pads rectangular batch shapes by half a stride
 
 

@@ -216,3 +216,13 @@ def test_clip_boxes_numpy_in_place() -> None:
     boxes = np.array([[-1.0, 5.0, 12.0, 30.0]])
     clip_boxes(boxes, (20, 10))
     assert boxes.tolist() == [[0.0, 5.0, 10.0, 20.0]]
+
+
+def test_labels_follow_gain_and_padding_into_the_letterboxed_input() -> None:
+    from smartcash_core.data.letterbox import labels_to_letterbox
+
+    labels = np.array([[3, 0.5, 0.5, 0.25, 0.5]], dtype=np.float32)  # 640x480 image, gain 0.5, 8 px top pad
+    placed = labels_to_letterbox(labels, (640, 480), 0.5, (0.0, 8.0), (320, 256))
+    assert placed.dtype == np.float32
+    np.testing.assert_allclose(placed, [[3, 0.5, (120 + 8) / 256, 0.25, 120 / 256]], rtol=1e-7)
+    assert labels_to_letterbox(np.zeros((0, 5)), (640, 480), 0.5, (0.0, 8.0), (320, 256)).shape == (0, 5)
