@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI
 from service.datasets import contained_runner
 from service.demo_model import DEMO_PRELOAD_KEYWORD, ensure_demo_checkpoint
 from service.deps import ServiceState, require_api_key
+from service.docs import install_offline_docs
 from service.errors import ServiceError, install_error_handlers
 from service.jobs import JobManager, ValidationRunner
 from service.logs import configure_logging, new_request_id, request_id_var
@@ -95,6 +96,8 @@ def create_app(
         version="0.1.0",
         description=_DESCRIPTION,
         lifespan=_lifespan(state),
+        docs_url=None,  # install_offline_docs serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     app.state.smartcash = state
     install_error_handlers(app)
@@ -103,6 +106,7 @@ def create_app(
     for module in (models, validations, cache):
         app.include_router(module.router, dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
+    install_offline_docs(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics_)  # type: ignore[arg-type]
     return app
 
