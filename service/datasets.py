@@ -26,7 +26,12 @@ from service.paths import resolve_path
 from smartcash_core.checkpoint import LoadedModel
 from smartcash_core.data.dataset import DATA_YAML_NAMES, IMAGE_SUFFIXES, label_path_for
 from smartcash_core.errors import DatasetError
-from smartcash_core.validate import ProgressCallback, ValidationParams, ValidationResult, ValidationSource
+from smartcash_core.validation.params import (
+    ProgressCallback,
+    ValidationParams,
+    ValidationResult,
+    ValidationSource,
+)
 
 _FIX = (
     "keep every file the dataset names (data.yaml path and splits, list files, images, labels) under the "

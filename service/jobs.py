@@ -25,7 +25,12 @@ from service.registry import ModelEntry
 from service.store import FINAL_STATUSES, JobRecord, JobStore
 from smartcash_core.checkpoint import LoadedModel
 from smartcash_core.errors import Cancelled, SmartCashError
-from smartcash_core.validate import ProgressCallback, ValidationParams, ValidationResult, ValidationSource
+from smartcash_core.validation.params import (
+    ProgressCallback,
+    ValidationParams,
+    ValidationResult,
+    ValidationSource,
+)
 
 log = logging.getLogger("smartcash.service.jobs")
 
@@ -320,7 +325,7 @@ class JobManager:
         """
         if not self._plots_enabled or result.evaluator is None:
             return
-        from smartcash_core.plots import PLOT_DATA_FILE, plot_data, save_plot_data
+        from smartcash_core.validation.plots import PLOT_DATA_FILE, plot_data, save_plot_data
 
         try:
             save_plot_data(plot_data(result), self.plots_root / job_id / PLOT_DATA_FILE)
@@ -329,7 +334,7 @@ class JobManager:
 
     def plot_names(self, job_id: str) -> list[str]:
         """Names of the job's plots; ``NotFound`` when it has none (unfinished, failed, no matplotlib)."""
-        from smartcash_core.plots import PLOT_DATA_FILE, PLOT_NAMES
+        from smartcash_core.validation.plots import PLOT_DATA_FILE, PLOT_NAMES
 
         if not (self.plots_root / job_id / PLOT_DATA_FILE).is_file():
             record = self.record(job_id, with_result=False)
@@ -342,7 +347,7 @@ class JobManager:
 
     def plot_path(self, job_id: str, name: str) -> Path:
         """The PNG of plot ``name`` (rendered from the saved plot data on first request)."""
-        from smartcash_core.plots import PLOT_DATA_FILE, load_plot_data, render_plot
+        from smartcash_core.validation.plots import PLOT_DATA_FILE, load_plot_data, render_plot
 
         names = self.plot_names(job_id)
         if name not in names:  # the fixed set: nothing from the URL reaches the filesystem unchecked

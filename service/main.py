@@ -49,7 +49,7 @@ uploaded batch (`POST /v1/validations/upload`). Jobs answer `202` with a `Locati
 
 
 def _default_runner() -> ValidationRunner:
-    from smartcash_core.validate import run_validation
+    from smartcash_core.validation.runner import run_validation
 
     return run_validation
 

@@ -28,7 +28,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from service.errors import BadUpload, PayloadTooLarge, QueueFull, UnsupportedMedia
-from smartcash_core.validate import UploadedSample
+from smartcash_core.validation.params import UploadedSample
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 LABEL_SUFFIX = ".txt"

@@ -9,7 +9,6 @@ AdamW with linear warmup and cosine decay per phase, and an EMA of the weights i
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -265,7 +264,8 @@ def train_phase(model: nn.Module, data: CachedDataset, phase: int, epochs: int, 
 def evaluate_map50(model: nn.Module, val_root: Path, imgsz: int) -> dict[str, float]:
     """Mapped (8-class) and fine mAP50 of ``model`` on a YOLO val set through the validation pass."""
     from smartcash_core.checkpoint import LoadedModel
-    from smartcash_core.validate import ValidationParams, run_validation
+    from smartcash_core.validation.params import ValidationParams
+    from smartcash_core.validation.runner import run_validation
 
     model.eval()
     loaded = LoadedModel(model=model, class_table=default_class_table(), imgsz=imgsz,  # type: ignore[arg-type]
@@ -367,14 +367,3 @@ def train_demo(config: TrainConfig, log: Log = print) -> dict[str, Any]:
     save_demo_checkpoint(model, config.out, config, metrics)
     log(f"wrote {config.out} after {metrics['train_wall_s']:.0f}s")
     return metrics
-
-
-def cli_train_demo(args: argparse.Namespace) -> int:
-    """``smartcash train-demo``: train and write the demo checkpoint."""
-    config = TrainConfig(out=Path(args.out), workdir=Path(args.workdir), images=args.images, imgsz=args.imgsz,
-                         epochs_head=args.epochs_head, epochs_full=args.epochs_full, seed=args.seed,
-                         time_budget_min=getattr(args, "time_budget_min", None),
-                         init=Path(args.init) if getattr(args, "init", None) else None,
-                         lr=getattr(args, "lr", TrainConfig.lr))
-    train_demo(config, log=lambda line: print(line, flush=True))
-    return 0

@@ -3,7 +3,6 @@ native format, so later loads skip unpickling entirely."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ def convert_checkpoint(weights: str | Path, out: str | Path) -> tuple[LoadedMode
     if out.resolve() == weights.resolve():
         raise CheckpointError(f"{out}: refusing to overwrite the source checkpoint")
     loaded = load_model(weights, torch.device("cpu"))
-    half = _is_fp16(loaded)
+    half = is_fp16(loaded)
     epoch = loaded.metadata.get("epoch")
     written = save_checkpoint(
         out,
@@ -39,19 +38,6 @@ def convert_checkpoint(weights: str | Path, out: str | Path) -> tuple[LoadedMode
     return loaded, written
 
 
-def cli_convert(args: argparse.Namespace) -> int:
-    """Entry point of ``smartcash convert --weights IN --out OUT``; prints one summary line."""
-    loaded, written = convert_checkpoint(args.weights, args.out)
-    dtype = "fp16" if _is_fp16(loaded) else "fp32"
-    source_format = loaded.metadata.get("format", "?")
-    print(
-        f"converted {args.weights} ({source_format}, {loaded.class_table.num_fine} classes, "
-        f"{loaded.num_params / 1e6:.2f}M params, imgsz {loaded.imgsz}) -> {written} "
-        f"({written.stat().st_size / 1e6:.1f} MB, {dtype}, native)"
-    )
-    return 0
-
-
-def _is_fp16(loaded: LoadedModel) -> bool:
+def is_fp16(loaded: LoadedModel) -> bool:
     """Whether the source stored fp16 weights (imported ``.pt``: ``weights_dtype``; native: ``dtype``)."""
     return loaded.metadata.get("weights_dtype", loaded.metadata.get("dtype")) == "float16"

@@ -37,7 +37,7 @@ from smartcash_core.cache import label_cache
 from smartcash_core.errors import DatasetError
 
 if TYPE_CHECKING:
-    from smartcash_core.validate import UploadedSample
+    from smartcash_core.validation.params import UploadedSample
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 PIL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"})

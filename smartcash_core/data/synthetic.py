@@ -21,9 +21,7 @@ versions.
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -531,21 +529,3 @@ def _write_data_yaml(root: Path, split: str) -> Path:
     path = root / "data.yaml"
     path.write_text(yaml.safe_dump(entries, sort_keys=False), encoding="utf-8")
     return path
-
-
-def cli_synth(args: argparse.Namespace) -> int:
-    """``smartcash synth``: write the dataset and print a one-line summary."""
-    started = time.perf_counter()
-    domain = getattr(args, "domain", "standard")
-    data_yaml = generate_dataset(
-        args.out, args.images, args.seed, args.width, args.height, args.split, domain
-    )
-    elapsed = time.perf_counter() - started
-    label_dir = Path(args.out) / "labels" / args.split
-    label_files = (label_dir / f"synth_{index:05d}.txt" for index in range(args.images))
-    instances = sum(len(path.read_text(encoding="utf-8").splitlines()) for path in label_files)
-    print(
-        f"wrote {args.images} images ({args.width}x{args.height}, {instances} boxes, seed {args.seed}, "
-        f"domain {domain}) to {Path(args.out) / 'images' / args.split} in {elapsed:.2f}s; data: {data_yaml}"
-    )
-    return 0

@@ -30,7 +30,8 @@ from smartcash_core.checkpoint.native import save_checkpoint
 from smartcash_core.classes import default_class_table
 from smartcash_core.data.synthetic import generate_dataset
 from smartcash_core.model.yolo import build_model
-from smartcash_core.validate import UploadedSample, ValidationParams, run_validation
+from smartcash_core.validation.params import UploadedSample, ValidationParams
+from smartcash_core.validation.runner import run_validation
 
 IMAGES = 16
 

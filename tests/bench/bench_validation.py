@@ -32,14 +32,10 @@ from smartcash_core.data.dataset import load_yolo_dataset
 from smartcash_core.data.loader import BatchLoader
 from smartcash_core.data.synthetic import generate_dataset
 from smartcash_core.model.yolo import build_model
-from smartcash_core.validate import (
-    ValidationParams,
-    inference_network,
-    network_inputs,
-    plan_batches,
-    run_validation,
-    uses_channels_last,
-)
+from smartcash_core.validation.inference import inference_network, network_inputs, uses_channels_last
+from smartcash_core.validation.params import ValidationParams
+from smartcash_core.validation.runner import run_validation
+from smartcash_core.validation.source import plan_batches
 
 FIXTURE_WEIGHTS = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5" / "yolov5n_banknotes.pt"
 
@@ -95,7 +91,8 @@ def stream_peak_mib(data: Path, imgsz: int) -> float:
         "from smartcash_core.cache import configure_caches\n"
         "configure_caches(image_bytes=0)\n"
         "from tests.bench.bench_validation import fresh_model\n"
-        "from smartcash_core.validate import ValidationParams, run_validation\n"
+        "from smartcash_core.validation.params import ValidationParams\n"
+        "from smartcash_core.validation.runner import run_validation\n"
         f"params = ValidationParams(imgsz={imgsz}, batch_size=32)\n"
         f"run_validation(fresh_model('yolov5n'), {str(data)!r}, params)\n"
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the (bigger) parent process

@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import save_file
 
 from smartcash_core.checkpoint import LoadedModel, checkpoint_kind, load_model
-from smartcash_core.checkpoint.convert import cli_convert
 from smartcash_core.checkpoint.native import METADATA_KEY, load_native, read_metadata, save_checkpoint
 from smartcash_core.classes import ClassTable, default_class_table
 from smartcash_core.cli import main as cli_main
+from smartcash_core.cli.convert import run_convert
 from smartcash_core.errors import CheckpointError
 from smartcash_core.model import DetectionModel, build_model
 from tests.checkpoint.conftest import FIXTURES, YOLOV5_PT
@@ -190,4 +190,4 @@ def test_convert_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "not a checkpoint" in capsys.readouterr().err
     args = type("Args", (), {"weights": str(YOLOV5_PT), "out": str(YOLOV5_PT)})()
     with pytest.raises(CheckpointError, match="overwrite"):
-        cli_convert(args)
+        run_convert(args)

@@ -11,7 +11,8 @@ import pytest
 from smartcash_core.classes import default_class_table
 from smartcash_core.cli import main
 from smartcash_core.metrics import DetectionEvaluator
-from smartcash_core.plots import (
+from smartcash_core.validation.params import ValidationParams
+from smartcash_core.validation.plots import (
     PLOT_NAMES,
     load_plot_data,
     plot_data,
@@ -20,7 +21,7 @@ from smartcash_core.plots import (
     save_plot_data,
     true_positives_at_iou50,
 )
-from smartcash_core.validate import ValidationParams, run_validation
+from smartcash_core.validation.runner import run_validation
 
 pytest.importorskip("matplotlib")
 

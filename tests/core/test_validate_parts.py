@@ -10,7 +10,8 @@ import torch
 from smartcash_core.classes import default_class_table
 from smartcash_core.errors import SmartCashError
 from smartcash_core.metrics import DetectionEvaluator
-from smartcash_core.validate import denomination_metrics, whole_class_ids, with_match_counts
+from smartcash_core.validation.denomination import denomination_metrics, whole_class_ids
+from smartcash_core.validation.summary import with_match_counts
 
 
 def _rows(protocol: str, images: list[tuple[torch.Tensor, ...]]) -> list[dict[str, object]]:
@@ -106,7 +107,9 @@ def test_metric_image_ids_follow_the_rectangular_processing_order(
     argsort breaks score ties by that order: the metric state must use the same order as image ids."""
     from smartcash_core.checkpoint import load_model
     from smartcash_core.data.dataset import load_yolo_dataset
-    from smartcash_core.validate import ValidationParams, plan_batches, processing_order, run_validation
+    from smartcash_core.validation.params import ValidationParams
+    from smartcash_core.validation.runner import run_validation
+    from smartcash_core.validation.source import plan_batches, processing_order
 
     model = load_model(trained_weights, "cpu")
     params = ValidationParams(imgsz=160, batch_size=2, device="cpu", workers=1)

@@ -14,7 +14,9 @@ import pytest
 from smartcash_core import metrics as metrics_package
 from smartcash_core.cache import clear_data_caches, get_cache_info
 from smartcash_core.errors import Cancelled, DatasetError
-from smartcash_core.validate import UploadedSample, ValidationParams, plan_batches, run_validation
+from smartcash_core.validation.params import UploadedSample, ValidationParams
+from smartcash_core.validation.runner import run_validation
+from smartcash_core.validation.source import plan_batches
 
 if not hasattr(metrics_package, "DetectionEvaluator"):
     pytest.skip("smartcash_core.metrics.DetectionEvaluator is not available yet", allow_module_level=True)

@@ -13,8 +13,9 @@ from smartcash_core.checkpoint import LoadedModel, load_model
 from smartcash_core.classes import default_class_table
 from smartcash_core.data.loader import ImageMeta, ImageRef
 from smartcash_core.model import build_model
-from smartcash_core.validate import ValidationParams, run_validation
-from smartcash_core.validation_loss import letterboxed_targets
+from smartcash_core.validation.loss import letterboxed_targets
+from smartcash_core.validation.params import ValidationParams
+from smartcash_core.validation.runner import run_validation
 
 FIXTURE_VAL = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5" / "val"
 

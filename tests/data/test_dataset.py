@@ -20,7 +20,7 @@ from smartcash_core.data.dataset import (
     probe_image,
 )
 from smartcash_core.errors import DatasetError
-from smartcash_core.validate import UploadedSample
+from smartcash_core.validation.params import UploadedSample
 
 GOOD_LINE = "3 0.5 0.5 0.2 0.4"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from pathlib import Path
 
@@ -12,13 +11,13 @@ import yaml
 from PIL import Image
 
 from smartcash_core.classes import default_class_table
+from smartcash_core.cli import main as cli_main
 from smartcash_core.data.dataset import load_yolo_dataset
 from smartcash_core.data.synthetic import (
     DOMAIN_CONFIGS,
     NUM_DENOMINATIONS,
     _render_note,
     _rotate_note,
-    cli_synth,
     generate_dataset,
     render_scene,
 )
@@ -144,8 +143,9 @@ def test_bad_requests_raise_dataset_error(tmp_path: Path) -> None:
 
 
 def test_cli_synth_writes_and_summarizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = argparse.Namespace(out=str(tmp_path), images=3, seed=4, width=160, height=120, split="test")
-    assert cli_synth(args) == 0
+    argv = ["synth", "--out", str(tmp_path), "--images", "3", "--seed", "4", "--width", "160",
+            "--height", "120", "--split", "test"]
+    assert cli_main(argv) == 0
     summary = capsys.readouterr().out
     assert summary.startswith("wrote 3 images (160x120") and summary.count("\n") == 1
     assert sorted(p.name for p in (tmp_path / "images" / "test").iterdir()) == [

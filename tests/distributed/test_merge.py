@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from smartcash_core.classes import default_class_table
-from smartcash_core.distributed import concat_state_arrays, merge_evaluator_states
 from smartcash_core.errors import DistributedError
 from smartcash_core.metrics import DetectionEvaluator
+from smartcash_core.validation.distributed import concat_state_arrays, merge_evaluator_states
 from tests.distributed.evaluator_cases import evaluator_over, random_images
 
 SHARDS = ((0, 5), (5, 5), (5, 14))  # uneven, with an empty middle shard

@@ -6,8 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smartcash_core.distributed import init_from_env, read_torchrun_env, shard_bounds, shard_indices
 from smartcash_core.errors import DistributedError
+from smartcash_core.validation.distributed import (
+    init_from_env,
+    read_torchrun_env,
+    shard_bounds,
+    shard_indices,
+)
 
 
 @given(count=st.integers(0, 300), world_size=st.integers(1, 12), unit=st.integers(1, 20))

@@ -18,17 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from smartcash_core.distributed import (
+from smartcash_core.errors import DistributedError
+from smartcash_core.validation.distributed import (
     DistContext,
     gather_evaluator_state,
     init_from_env,
-    run_distributed_validation,
     shard_bounds,
     shutdown,
     timed_gather,
 )
-from smartcash_core.errors import DistributedError
-from smartcash_core.validate import ValidationParams, run_validation
+from smartcash_core.validation.distributed_pass import run_distributed_validation
+from smartcash_core.validation.params import ValidationParams
+from smartcash_core.validation.runner import run_validation
 from tests.distributed.evaluator_cases import evaluator_over, random_images
 
 Setup = Mapping[str, str]

@@ -18,16 +18,12 @@ from typing import Any
 import numpy as np
 
 from smartcash_core.checkpoint import LoadedModel, load_model
-from smartcash_core.distributed import DistContext, ShardState, empty_evaluator, merge_shards, rank_shard
-from smartcash_core.validate import (
-    UploadedSample,
-    ValidationParams,
-    build_result,
-    collect_validation_state,
-    load_source,
-    plan_batches,
-    run_validation,
-)
+from smartcash_core.validation.accumulators.standard import standard_accumulators
+from smartcash_core.validation.distributed import DistContext
+from smartcash_core.validation.distributed_pass import ShardState, merge_shards, rank_shard
+from smartcash_core.validation.params import UploadedSample, ValidationParams
+from smartcash_core.validation.runner import build_result, collect_validation_state, run_validation
+from smartcash_core.validation.source import load_source, plan_batches
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 YOLOV5_WEIGHTS = FIXTURES / "yolov5" / "yolov5n_banknotes.pt"
@@ -110,10 +106,10 @@ def two_rank_merge() -> CaseOutput:
     for rank in range(2):
         ctx = DistContext(rank, 2, rank, "gloo", model.model.model[0].conv.weight.device)
         state = collect_validation_state(model, VAL, params, shard=rank_shard(plans, ctx))
-        shards.append(ShardState.from_state(state, empty_evaluator(model, params)))
-    merged = merge_shards(shards, empty_evaluator(model, params))
+        shards.append(ShardState.from_state(state))
+    merged = merge_shards(shards, standard_accumulators(model, params))
     result = build_result(merged, model, params, wall_s=0.0)
-    return stable_json(result.to_dict()), merged.evaluator.state_arrays()
+    return stable_json(result.to_dict()), result.evaluator.state_arrays()
 
 
 def _label_text(image: Path) -> str:

@@ -20,7 +20,8 @@ from smartcash_core.cache import clear_all_caches
 from smartcash_core.checkpoint.native import save_checkpoint
 from smartcash_core.classes import default_class_table
 from smartcash_core.model.yolo import build_model
-from smartcash_core.validate import ProgressCallback, ValidationResult, run_validation
+from smartcash_core.validation.params import ProgressCallback, ValidationResult
+from smartcash_core.validation.runner import run_validation
 
 # Tiny images keep every real validation well under a second on a shared 2-core machine.
 FAST_PARAMS: dict[str, Any] = {"imgsz": 64, "batch_size": 8}

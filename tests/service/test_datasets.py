@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from service.datasets import check_dataset_contained, contained_runner
 from service.errors import PathRejected
 from smartcash_core.errors import DatasetError
-from smartcash_core.validate import ValidationParams
+from smartcash_core.validation.params import ValidationParams
 from tests.service.conftest import FAST_PARAMS, load_tiny
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from smartcash_core.plots import PLOT_DATA_FILE, PLOT_NAMES
+from smartcash_core.validation.plots import PLOT_DATA_FILE, PLOT_NAMES
 from tests.service.conftest import FAST_PARAMS, GatedRunner, load_tiny, wait_final
 
 pytest.importorskip("matplotlib")

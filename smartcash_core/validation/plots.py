@@ -30,7 +30,7 @@ from smartcash_core.errors import SmartCashError
 
 if TYPE_CHECKING:
     from smartcash_core.metrics import DetectionEvaluator
-    from smartcash_core.validate import ValidationResult
+    from smartcash_core.validation.params import ValidationResult
 
 CURVE_POINTS = 1000
 PLOT_NAMES: tuple[str, ...] = (

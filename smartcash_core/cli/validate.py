@@ -1,0 +1,146 @@
+"""``smartcash validate``: progress bar, report tables, ``--json`` and ``--plots``; one process, or one rank
+of a ``torchrun`` job (this command reads torchrun's variables and picks the distributed pass itself).
+
+Library errors (missing weights, empty dataset, a failed rank) reach ``cli.run_parsed``, which prints one
+``error: ...`` line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from smartcash_core.validation.params import ProgressCallback, ValidationParams
+from smartcash_core.validation.report import format_distributed, format_report, write_json
+
+if TYPE_CHECKING:  # the pass itself (torch) is imported when a command runs, not when the parser is built
+    from smartcash_core.validation.distributed import DistContext
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("validate", help="validate a checkpoint on a YOLO dataset")
+    parser.add_argument("--weights", required=True, help="checkpoint (.safetensors native or YOLOv5 .pt)")
+    parser.add_argument("--data", required=True, help="YOLO dataset directory or data.yaml")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--conf", type=float, default=0.001)
+    parser.add_argument("--iou", type=float, default=0.6)
+    parser.add_argument("--max-det", type=int, default=300)
+    parser.add_argument("--protocol", choices=("yolo", "coco"), default="yolo")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-rect", action="store_true", help="square batches instead of rectangular")
+    parser.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
+    parser.add_argument("--loss", action="store_true", help="also report YOLOv5's validation loss")
+    parser.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="decode JPEGs >= 2x the target DCT-scaled: faster first pass, not bit-exact with YOLOv5",
+    )
+    parser.add_argument("--json", dest="json_out", default=None, help="write the full result as JSON here")
+    parser.add_argument("--plots", default=None, help="write PR/F1/confusion PNGs here (needs matplotlib)")
+    parser.set_defaults(handler=run_validate)
+
+
+def params_from_args(args: argparse.Namespace) -> ValidationParams:
+    """The pass's parameters from parsed ``validate`` arguments."""
+    return ValidationParams(
+        imgsz=args.imgsz,
+        batch_size=args.batch,
+        conf_thres=args.conf,
+        iou_thres=args.iou,
+        max_det=args.max_det,
+        multi_label=True,
+        rect=not args.no_rect,
+        protocol=args.protocol,
+        device=args.device,
+        half=args.half,
+        workers=args.workers,
+        split=args.split,
+        compute_loss=args.loss,
+        fast_decode=args.fast_decode,
+    )
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Under torchrun (``WORLD_SIZE`` > 1): this rank's shard, rank 0 reports; otherwise one process."""
+    from smartcash_core.validation.distributed import init_from_env, shutdown
+
+    ctx = init_from_env(args.device, env=os.environ)
+    if ctx is None:
+        return validate_single(args)
+    try:
+        return validate_rank(args, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def validate_single(args: argparse.Namespace) -> int:
+    """Load the checkpoint, validate with a progress bar, print the report; 0 on success, 2 on bad input."""
+    from smartcash_core.checkpoint import load_model
+    from smartcash_core.validation.runner import run_validation
+
+    params = params_from_args(args)
+    model = load_model(args.weights, params.device)
+    try:
+        with progress_bar("validate") as on_progress:
+            result = run_validation(model, args.data, params, on_progress=on_progress)
+    except ValueError as exc:  # parameter errors from the pass (library errors go to cli.run_parsed)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(format_report(result))
+    if args.json_out:
+        write_json(result, Path(args.json_out))
+    if args.plots:
+        from smartcash_core.validation.plots import write_plots
+
+        for written in write_plots(result, Path(args.plots)):
+            print(f"plot: {written}")
+    return 0
+
+
+def validate_rank(args: argparse.Namespace, ctx: DistContext) -> int:
+    """``smartcash validate`` on one rank: rank 0 prints the merged report and writes ``--json``."""
+    from smartcash_core.checkpoint import load_model
+    from smartcash_core.validation.distributed_pass import run_distributed_validation
+
+    params = replace(params_from_args(args), device=str(ctx.device))
+    model = load_model(args.weights, ctx.device)
+    label = f"validate (rank 0 of {ctx.world_size})"
+    with progress_bar(label, enabled=ctx.is_main) as on_progress:  # other ranks stay quiet
+        result = run_distributed_validation(model, args.data, params, ctx, on_progress=on_progress)
+    if result is None:
+        return 0
+    sys.stdout.write(format_report(result))
+    print(format_distributed(result.distributed))
+    if args.json_out:
+        write_json(result, Path(args.json_out))
+    return 0
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool = True) -> Iterator[ProgressCallback | None]:
+    """A tqdm bar on stderr fed by the pass's progress callback (``None`` when not ``enabled``)."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(desc=label, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
+        yield _progress_updater(bar)
+
+
+def _progress_updater(bar: Any) -> ProgressCallback:
+    def on_progress(done: int, total: int, stage: str) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.update(done - bar.n)
+
+    return on_progress
