@@ -37,3 +37,7 @@ class Cancelled(SmartCashError):
 
 class DistributedError(SmartCashError):
     """A distributed run is misconfigured (torchrun environment, backend) or its ranks disagree."""
+
+
+class MetricStateError(SmartCashError, ValueError):
+    """Metric state arrays cannot be merged: no states, a key missing from a state, or a key with no rule."""

@@ -11,11 +11,10 @@ matched (YOLOv5 skips them there, which hides false positives on empty images).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from smartcash_core.metrics.grid import ImageGrid, grid_iou_yolo, image_grids
+from smartcash_core.metrics.grid import ImageGrid, Overlaps, overlaps
+from smartcash_core.metrics.inputs import FlatBatch
 from smartcash_core.metrics.matching import segment_starts
 
 CONFUSION_CONF = 0.25
@@ -23,24 +22,11 @@ CONFUSION_IOU = 0.45
 
 
 def confusion_matrix(
-    pred_boxes: np.ndarray,
-    pred_scores: np.ndarray,
-    pred_classes: np.ndarray,
-    pred_image: np.ndarray,
-    gt_boxes: np.ndarray,
-    gt_classes: np.ndarray,
-    gt_image: np.ndarray,
-    num_classes: int,
-    conf: float = CONFUSION_CONF,
-    iou: float = CONFUSION_IOU,
+    batch: FlatBatch, num_classes: int, conf: float = CONFUSION_CONF, iou: float = CONFUSION_IOU
 ) -> np.ndarray:
-    """Counts [K + 1, K + 1] int64 for a batch; boxes xyxy [N, 4] / [M, 4], ``*_image`` image positions."""
-    confident = confident_rows(pred_scores, conf)
-    num_images = int(max(pred_image.max(initial=-1), gt_image.max(initial=-1))) + 1
-    grids = image_grids(confident, pred_image[confident], gt_image, num_images)
-    gt32, pred32 = gt_boxes.astype(np.float32), pred_boxes.astype(np.float32)
-    ious = [grid_iou_yolo(grid, gt32, pred32) for grid in grids]
-    return confusion_from_grids(grids, ious, pred_scores, pred_classes, gt_classes, num_classes, conf, iou)
+    """Counts [K + 1, K + 1] int64 for a checked batch (``inputs.flatten_images``)."""
+    confident = confident_rows(batch.pred_scores, conf)
+    return confusion_from_overlaps(overlaps(batch, confident), batch, num_classes, conf, iou)
 
 
 def confident_rows(pred_scores: np.ndarray, conf: float = CONFUSION_CONF) -> np.ndarray:
@@ -48,24 +34,22 @@ def confident_rows(pred_scores: np.ndarray, conf: float = CONFUSION_CONF) -> np.
     return np.flatnonzero(pred_scores.astype(np.float32) > np.float32(conf))
 
 
-def confusion_from_grids(
-    grids: Sequence[ImageGrid],
-    ious: Sequence[np.ndarray],
-    pred_scores: np.ndarray,
-    pred_classes: np.ndarray,
-    gt_classes: np.ndarray,
+def confusion_from_overlaps(
+    overlap: Overlaps,
+    batch: FlatBatch,
     num_classes: int,
     conf: float = CONFUSION_CONF,
     iou: float = CONFUSION_IOU,
 ) -> np.ndarray:
-    """``confusion_matrix`` from IoU grids (``grid.grid_iou_yolo``) that cover at least every confident
+    """``confusion_matrix`` from IoU grids (``grid.overlaps``) that cover at least every confident
     prediction of an image with ground truth; reuses the IoU the ``yolo`` matching computed."""
+    pred_scores, pred_classes, gt_classes = batch.pred_scores, batch.pred_classes, batch.gt_classes
     confident = confident_rows(pred_scores, conf)
     is_confident = np.zeros(pred_scores.shape[0], dtype=bool)
     is_confident[confident] = True
     best = [
         _best_ground_truth(grid, grid_iou, is_confident, iou)
-        for grid, grid_iou in zip(grids, ious, strict=True)
+        for grid, grid_iou in zip(overlap.grids, overlap.ious, strict=True)
     ]
     if best:
         pair_pred, pair_gt, pair_iou = (np.concatenate(parts) for parts in zip(*best, strict=True))

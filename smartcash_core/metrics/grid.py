@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smartcash_core.metrics.inputs import FlatBatch
+
 _YOLO_EPS = np.float32(1e-7)
 _PAD_CLASS = -1
 _WASTE_SLACK = 4096  # padded cells accepted for free before bucketing pays for its extra passes
@@ -42,6 +44,23 @@ class ImageGrid:
     def gt_rows(self, local: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Ground-truth row of slot ``slots`` [k] for grid columns ``local`` [k]."""
         return self.table[slots, self.image[local]]
+
+
+@dataclass(frozen=True)
+class Overlaps:
+    """Float32 IoU grids ``ious[k]`` [W, n] over ``grids[k]``: some predictions of a batch against the
+    ground truth of their images (``overlaps``). Shared by the ``yolo`` matching of every view and the
+    confusion matrix, so the IoU is computed once per chunk."""
+
+    grids: list[ImageGrid]
+    ious: list[np.ndarray]
+
+
+def overlaps(batch: FlatBatch, pred_rows: np.ndarray) -> Overlaps:
+    """IoU grids of the predictions ``pred_rows`` of ``batch`` (ascending) with their images' ground truth."""
+    grids = image_grids(pred_rows, batch.pred_image[pred_rows], batch.gt_image, batch.num_images)
+    gt32, pred32 = batch.gt_boxes.astype(np.float32), batch.pred_boxes.astype(np.float32)
+    return Overlaps(grids, [grid_iou_yolo(grid, gt32, pred32) for grid in grids])
 
 
 def image_grids(

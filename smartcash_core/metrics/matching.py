@@ -101,3 +101,11 @@ def segment_starts(sorted_ids: np.ndarray) -> np.ndarray:
     if sorted_ids.size == 0:
         return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
+
+
+def small_ints(values: np.ndarray) -> np.ndarray:
+    """Non-negative integer keys (class ids, image * class) as int16 when they fit: numpy's stable sort is a
+    radix sort there."""
+    if values.size and int(values.max()) < np.iinfo(np.int16).max:
+        return values.astype(np.int16)
+    return values

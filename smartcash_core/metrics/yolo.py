@@ -1,5 +1,8 @@
 """The ``yolo`` protocol: YOLOv5 7.0 ``val.py`` matching (``process_batch``) and ``ap_per_class``.
 
+``YoloProtocol`` keeps, per prediction and view, one uint16 bit set (``{view}_hit_bits``, bit t: true
+positive at IoU threshold t); ``yolo_hit_bits`` and ``yolo_metrics`` are its functional core.
+
 Matching rule per image and IoU threshold t (float32): a prediction's candidates are ground truths of its
 class with IoU >= t; each prediction keeps its best-IoU candidate; each ground truth then keeps the
 *first* prediction (lowest row in the image, i.e. highest confidence after NMS) among those that chose it.
@@ -10,13 +13,17 @@ the few images that have them are re-matched with the literal per-image procedur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from smartcash_core.metrics.grid import ImageGrid
-from smartcash_core.metrics.matching import YOLO_IOU_THRESHOLDS, iou_yolo, segment_starts
+from smartcash_core.metrics.grid import ImageGrid, Overlaps
+from smartcash_core.metrics.inputs import FlatBatch
+from smartcash_core.metrics.matching import YOLO_IOU_THRESHOLDS, iou_yolo, segment_starts, small_ints
+from smartcash_core.metrics.protocol import DetectionProtocol
+from smartcash_core.metrics.result import ViewMetrics
+from smartcash_core.metrics.state import MergeRule, Rows, StateArrays, StateKey
 
 _PAD_CLASS = -1  # class of padding slots in a grid: equal to no prediction's class
 _EPS = 1e-16
@@ -25,25 +32,17 @@ _RECALL_POINTS = np.linspace(0, 1, 101)
 _N_T = YOLO_IOU_THRESHOLDS.size
 
 
-def yolo_hit_bits(
-    grids: Sequence[ImageGrid],
-    ious: Sequence[np.ndarray],
-    pred_boxes: np.ndarray,
-    pred_classes: np.ndarray,
-    pred_image: np.ndarray,
-    gt_boxes: np.ndarray,
-    gt_classes: np.ndarray,
-    gt_image: np.ndarray,
-) -> np.ndarray:
-    """True positives per prediction, bit t for IoU threshold t: [N] uint16.
+def yolo_hit_bits(overlap: Overlaps, batch: FlatBatch) -> np.ndarray:
+    """True positives per prediction of ``batch``, bit t for IoU threshold t: [N] uint16.
 
-    ``grids`` / ``ious`` cover every prediction of an image with ground truth (``grid.image_grids`` and
-    ``grid.grid_iou_yolo``). Boxes are xyxy [N, 4] / [M, 4]; ``*_image`` are non-decreasing image
-    positions. Rows of one image keep the caller's order (YOLOv5 uses NMS order: confidence descending).
+    ``overlap`` covers every prediction of an image with ground truth (``grid.overlaps``). A mapped view
+    passes a batch with mapped classes. Rows of one image keep the caller's order (YOLOv5 uses NMS order:
+    confidence descending).
     """
-    bits = np.zeros(pred_boxes.shape[0], dtype=np.uint16)
+    bits = np.zeros(batch.pred_boxes.shape[0], dtype=np.uint16)
     found = [
-        _best_same_class(grid, iou, pred_classes, gt_classes) for grid, iou in zip(grids, ious, strict=True)
+        _best_same_class(grid, iou, batch.pred_classes, batch.gt_classes)
+        for grid, iou in zip(overlap.grids, overlap.ious, strict=True)
     ]
     if not found:
         return bits
@@ -51,10 +50,8 @@ def yolo_hit_bits(
     if preds.size == 0:
         return bits
     _mark_first_prediction_per_gt(bits, preds, best_gt, best_iou)
-    for position in np.unique(pred_image[preds[tied]]):
-        _rematch_image_literally(
-            bits, int(position), pred_boxes, pred_classes, pred_image, gt_boxes, gt_classes, gt_image
-        )
+    for position in np.unique(batch.pred_image[preds[tied]]):
+        _rematch_image_literally(bits, int(position), batch)
     return bits
 
 
@@ -87,24 +84,16 @@ def _mark_first_prediction_per_gt(
         bits[preds[winners]] |= np.uint16(1 << t)
 
 
-def _rematch_image_literally(
-    bits: np.ndarray,
-    position: int,
-    pred_boxes: np.ndarray,
-    pred_classes: np.ndarray,
-    pred_image: np.ndarray,
-    gt_boxes: np.ndarray,
-    gt_classes: np.ndarray,
-    gt_image: np.ndarray,
-) -> None:
+def _rematch_image_literally(bits: np.ndarray, position: int, batch: FlatBatch) -> None:
     """YOLOv5's ``process_batch`` for one image, step by step (same arrays, same sorts)."""
-    pred_rows = np.flatnonzero(pred_image == position)
-    gt_rows = np.flatnonzero(gt_image == position)
+    pred_rows = np.flatnonzero(batch.pred_image == position)
+    gt_rows = np.flatnonzero(batch.gt_image == position)
     n_gt, n_pred = gt_rows.size, pred_rows.size
     label_index = np.repeat(np.arange(n_gt), n_pred)
     det_index = np.tile(np.arange(n_pred), n_gt)
-    iou = iou_yolo(gt_boxes[gt_rows][label_index], pred_boxes[pred_rows][det_index]).reshape(n_gt, n_pred)
-    same_class = gt_classes[gt_rows][:, None] == pred_classes[pred_rows][None, :]
+    gt_boxes, pred_boxes = batch.gt_boxes[gt_rows], batch.pred_boxes[pred_rows]
+    iou = iou_yolo(gt_boxes[label_index], pred_boxes[det_index]).reshape(n_gt, n_pred)
+    same_class = batch.gt_classes[gt_rows][:, None] == batch.pred_classes[pred_rows][None, :]
     bits[pred_rows] = 0
     for t, threshold in enumerate(YOLO_IOU_THRESHOLDS):
         label, det = np.nonzero((iou >= threshold) & same_class)  # row-major, like torch.where
@@ -157,7 +146,7 @@ def yolo_metrics(
     if order.size < np.iinfo(np.int32).max:
         order = order.astype(np.int32)  # half the memory of the permutations kept below
     # stable partition by class keeps the confidence order inside a class (16-bit keys: radix sort)
-    order = order[np.argsort(_small_ints(pred_classes)[order], kind="stable")]
+    order = order[np.argsort(small_ints(pred_classes)[order], kind="stable")]
     sorted_classes = pred_classes[order]
     starts = np.searchsorted(sorted_classes, classes, side="left")
     ends = np.searchsorted(sorted_classes, classes, side="right")
@@ -180,13 +169,6 @@ def yolo_metrics(
     f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + _EPS)
     best = int(_smooth(f1_curve.mean(0), 0.1).argmax())
     return YoloMetrics(classes, ap, p_curve[:, best], r_curve[:, best], f1_curve[:, best])
-
-
-def _small_ints(values: np.ndarray) -> np.ndarray:
-    """Class ids as int16 when they fit (numpy's stable sort is a radix sort there)."""
-    if values.size and int(values.max()) < np.iinfo(np.int16).max:
-        return values.astype(np.int16)
-    return values
 
 
 def _confidence_curves(tp: np.ndarray, neg_conf: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,3 +218,56 @@ def _smooth(values: np.ndarray, fraction: float) -> np.ndarray:
     pad = np.ones(window // 2)
     padded = np.concatenate((pad * values[0], values, pad * values[-1]), 0)
     return np.convolve(padded, np.ones(window) / window, mode="valid")
+
+
+class YoloProtocol(DetectionProtocol):
+    """YOLOv5 7.0 ``val.py``: the state is one hit bit set per prediction and view (2 bytes).
+
+    Matching needs the same-class IoU of every prediction, so the IoU grids cover all predictions; the
+    confusion matrix reads its confident rows from the same grids.
+    """
+
+    name = "yolo"
+
+    def _own_keys(self) -> tuple[StateKey, ...]:
+        return tuple(
+            StateKey(f"{view}_hit_bits", MergeRule.CONCAT, Rows.PREDICTIONS, np.uint16) for view in self.views
+        )
+
+    def _overlap_rows(self, batch: FlatBatch) -> np.ndarray:
+        return np.arange(batch.pred_scores.shape[0])
+
+    def _match(self, batch: FlatBatch, overlap: Overlaps) -> StateArrays:
+        return {
+            f"{view}_hit_bits": yolo_hit_bits(overlap, self.view_batch(batch, view)) for view in self.views
+        }
+
+    def _view_metrics(
+        self, view: str, state: StateArrays, pred_classes: np.ndarray, gt_classes: np.ndarray
+    ) -> ViewMetrics:
+        metrics = yolo_metrics(state[f"{view}_hit_bits"], state["pred_score"], pred_classes, gt_classes)
+        return ViewMetrics(
+            classes=metrics.classes,
+            ap=metrics.ap,
+            precision=metrics.precision,
+            recall=metrics.recall,
+            f1=metrics.f1,
+            map50=metrics.map50,
+            map50_95=metrics.map50_95,
+            coco_stats=None,
+        )
+
+    def true_positives(self, state: Mapping[str, np.ndarray], view: str, iou_index: int) -> np.ndarray:
+        return (np.asarray(state[f"{view}_hit_bits"]) >> iou_index) & 1 == 1
+
+    def upgrade_state(self, arrays: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """Older state (``{view}_hits`` [N, 10] bool, before bit-packing) -> ``{view}_hit_bits``."""
+        legacy = [key for key in arrays if key.endswith("_hits") and f"{key[:-5]}_hit_bits" not in arrays]
+        if not legacy:
+            return arrays
+        upgraded = dict(arrays)
+        weights = (1 << np.arange(_N_T)).astype(np.uint16)
+        for key in legacy:
+            hits = np.asarray(arrays[key], dtype=bool).reshape(-1, _N_T)
+            upgraded[f"{key[:-5]}_hit_bits"] = (hits * weights).sum(axis=1, dtype=np.uint16)
+        return upgraded

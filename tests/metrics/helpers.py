@@ -56,3 +56,38 @@ def coco_differences(result: MetricsResult, expected: dict[str, Any], n_classes:
             np.abs(per_class - np.asarray(expected["per_class_ap50_95"])).max(),
         )
     )
+
+
+def random_images(seed: int, count: int = 14) -> list[tuple[np.ndarray, ...]]:
+    """Per image (pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes), 17 classes: jittered copies
+    of the ground truth plus stray boxes, scores on a 0.1 grid so ties across images are common, some
+    images without ground truth or without predictions."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        n_gt = int(rng.integers(0, 6))
+        corner = rng.uniform(0, 400, (n_gt, 2))
+        gt = np.concatenate([corner, corner + rng.uniform(20, 120, (n_gt, 2))], axis=1)
+        gt_classes = rng.integers(0, 17, n_gt)
+        n_extra = int(rng.integers(0, 5))
+        extra_corner = rng.uniform(0, 400, (n_extra, 2))
+        extra = np.concatenate([extra_corner, extra_corner + 50], axis=1)
+        boxes = np.concatenate([gt + rng.normal(0, 6, gt.shape), extra]).clip(0)
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+        classes = np.concatenate([gt_classes, rng.integers(0, 17, n_extra)])
+        scores = np.round(rng.uniform(0.05, 1.0, len(boxes)), 1)
+        images.append((boxes, scores, classes, gt, gt_classes))
+    return images
+
+
+def evaluator_over(
+    images: Sequence[tuple[np.ndarray, ...]],
+    protocol: str,
+    class_table: ClassTable | None,
+    image_ids: Sequence[int] | None = None,
+) -> DetectionEvaluator:
+    """A 17-class evaluator fed ``images`` in one ``update_batch`` (nothing when there are none)."""
+    evaluator = DetectionEvaluator(17, protocol, class_table)
+    if images:
+        evaluator.update_batch(*zip(*images, strict=True), image_ids=image_ids)
+    return evaluator

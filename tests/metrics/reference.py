@@ -169,3 +169,15 @@ def coco_reference(images: Sequence[Image], n_classes: int) -> dict[str, Any]:
         s = precision[:, :, k]
         per_class.append(float(np.mean(s[s > -1])) if (s > -1).any() else -1.0)
     return {"stats": [float(v) for v in evaluator.stats], "per_class_ap50_95": per_class}
+
+
+def true_positives_at_iou50_reference(state: dict[str, np.ndarray], view: str, protocol: str) -> np.ndarray:
+    """Per-prediction true positive at IoU 0.5 read straight from the state layout, one branch per protocol
+    (what ``plots.true_positives_at_iou50`` did before the protocols became objects): [N] bool."""
+    if protocol == "yolo":
+        return (np.asarray(state[f"{view}_hit_bits"]) & 1).astype(bool)
+    has_outcome = np.asarray(state[f"{view}_has_outcome"], dtype=bool)
+    bits = np.unpackbits(np.asarray(state[f"{view}_tp_bits"]), axis=1, count=40)
+    hit = np.zeros(has_outcome.size, dtype=bool)
+    hit[has_outcome] = bits.reshape(-1, 10, 4)[:, 0, 0] == 1  # threshold 0.5, area range "all"
+    return hit

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from smartcash_core.metrics import DetectionEvaluator, grid
-from smartcash_core.metrics.coco import _class_score_order
+from smartcash_core.metrics.coco_accumulate import _class_score_order
 from smartcash_core.metrics.yolo import _ap_from_true_positives
 from tests.metrics.helpers import split_image, yolo_differences
 from tests.metrics.reference import _compute_ap, yolo_reference
