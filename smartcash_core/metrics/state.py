@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import pairwise
+from typing import Literal
 
 import numpy as np
 
@@ -112,19 +114,27 @@ def rebase_local_image_ids(
 
 
 def merge_state_arrays(
-    states: Sequence[Mapping[str, np.ndarray]], rules: Mapping[str, MergeRule], image_key: str = IMAGE_KEY
+    states: Sequence[Mapping[str, np.ndarray]],
+    rules: Mapping[str, MergeRule],
+    image_key: str = IMAGE_KEY,
+    shared_ids: Literal["rebase", "refuse"] = "rebase",
 ) -> StateArrays:
     """One state from the states of many ranks, given in rank order, by each key's rule.
 
-    States whose image ids are disjoint (global ids) are concatenated as they are; when ids repeat (each
-    rank numbered its images from 0) every state is rebased first (:func:`rebase_local_image_ids`). Every
-    key of ``rules`` must be in every state and every key of a state must have a rule: a key nobody declared
-    would otherwise be merged by guesswork. Raises :class:`MetricStateError`.
+    States whose image ids are disjoint (global ids) are concatenated as they are. When ids repeat, each
+    rank numbered its images from 0: with ``shared_ids="rebase"`` every state is rebased first
+    (:func:`rebase_local_image_ids`); with ``"refuse"`` (states that must carry global ids, like the
+    validation pass's accumulators) that is an error. Every key of ``rules`` must be in every state and every
+    key of a state must have a rule: a key nobody declared would otherwise be merged by guesswork.
+    Raises :class:`MetricStateError`.
     """
     if not states:
-        raise MetricStateError("no metric state to merge: pass the state of at least one rank")
+        raise MetricStateError("no state to merge: pass the state of at least one rank")
     _check_keys(states, rules)
-    if image_key in rules and image_ids_overlap(states, image_key):
+    if shared_ids == "refuse":
+        for key in (key for key, rule in rules.items() if rule is MergeRule.IMAGE_ID):
+            _check_disjoint(key, [np.asarray(state[key]) for state in states])
+    elif image_key in rules and image_ids_overlap(states, image_key):
         states = rebase_local_image_ids(states, rules, image_key)
     merged: StateArrays = {}
     for key in states[0]:
@@ -142,3 +152,14 @@ def _check_keys(states: Sequence[Mapping[str, np.ndarray]], rules: Mapping[str, 
                 f"state {rank} does not match its declared keys: missing {missing}, undeclared {undeclared}; "
                 "were all states made by evaluators of the same protocol and class table?"
             )
+
+
+def _check_disjoint(key: str, parts: Sequence[np.ndarray]) -> None:
+    """Raise when two parts share an id. Shards of a pass hold contiguous runs of the processing order, so
+    their id ranges do not even overlap: that O(n) check settles it; others are compared id by id."""
+    spans = sorted((int(part.min()), int(part.max())) for part in parts if part.size)
+    if all(earlier[1] < later[0] for earlier, later in pairwise(spans)):
+        return
+    distinct = [np.unique(part) for part in parts]
+    if np.unique(np.concatenate(distinct)).size != sum(ids.size for ids in distinct):
+        raise MetricStateError(f"shards share image ids in {key!r}: each must hold its own images")

@@ -1,5 +1,5 @@
 """Distributed plumbing under ``torchrun``: where a process stands in the job, the process group, contiguous
-shards, and one gather to rank 0; plus the merge of metric-evaluator states gathered from the ranks.
+shards, and one gather to rank 0; rank 0 merges gathered evaluator states with the metrics package's merge.
 
 Each process finds its place in the job with :func:`init_from_env` (gloo on CPU, NCCL on CUDA) and sends
 its unmerged state to rank 0 with :func:`gather_to_main`: one barrier and one object gather per run,
@@ -19,18 +19,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from smartcash_core.device import select_device
 from smartcash_core.errors import DistributedError
-from smartcash_core.validation.accumulators.base import MergeRule
 
 if TYPE_CHECKING:
     from smartcash_core.metrics import DetectionEvaluator
@@ -172,80 +170,7 @@ def timed_gather(payload: Payload, ctx: DistContext) -> tuple[list[Payload] | No
     return gathered, time.perf_counter() - started
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Merging metric-evaluator states from the ranks.
-# SWAP POINT: the metrics package is taking over these helpers (IMAGE_ID_KEYS, SUMMED_KEYS,
-# image_ids_overlap, rebase_local_image_ids, concat_state_arrays, merge_evaluator_states). When it has them,
-# delete this block down to ``evaluator_merge_rules`` and import those names from the metrics package;
-# ``evaluator_merge_rules`` is the one place the validation pass reads them.
-# ----------------------------------------------------------------------------------------------------------
-
-StateArrays = dict[str, np.ndarray]
-IMAGE_ID_KEYS = ("image_ids", "pred_image", "gt_image")  # evaluator state arrays that hold image ids
-SUMMED_KEYS = ("confusion",)  # evaluator state arrays that add up instead of concatenating
-
-
-def image_ids_overlap(states: Sequence[Mapping[str, np.ndarray]]) -> bool:
-    ids = np.concatenate([np.asarray(state["image_ids"], dtype=np.int64) for state in states])
-    return np.unique(ids).size != ids.size
-
-
-def rebase_local_image_ids(states: Sequence[Mapping[str, np.ndarray]]) -> list[StateArrays]:
-    """Shift each rank's image ids by the number of images the ranks before it evaluated.
-
-    A pass that numbers images as it evaluates them (0, 1, ... per evaluator) gives every rank ids from 0.
-    Because shards are contiguous runs of the processing order, rank r's image j is image
-    ``sum(images of ranks < r) + j`` of a single-process pass: the rebased ids are the single-process ids.
-    """
-    rebased: list[StateArrays] = []
-    offset = 0
-    for state in states:
-        shifted = dict(state)
-        for key in IMAGE_ID_KEYS:
-            shifted[key] = np.asarray(state[key], dtype=np.int64) + offset
-        offset += len(state["image_ids"])
-        rebased.append(shifted)
-    return rebased
-
-
-def concat_state_arrays(states: Sequence[Mapping[str, np.ndarray]]) -> StateArrays:
-    """One state from many, in rank order: per-image/prediction arrays concatenated, counts summed."""
-    merged: StateArrays = {}
-    for key in states[0]:
-        parts = [np.asarray(state[key]) for state in states]
-        merged[key] = np.sum(parts, axis=0) if key in SUMMED_KEYS else np.concatenate(parts, axis=0)
-    return merged
-
-
-def merge_evaluator_states(states: Sequence[Mapping[str, np.ndarray]], like: DetectionEvaluator
-                           ) -> DetectionEvaluator:
-    """A new evaluator (configured as ``like``) holding the images of every rank's ``state_arrays()``.
-
-    Ranks that already use global image ids (disjoint) are concatenated as they are; ranks that numbered
-    their images locally (ids overlap) are rebased first, see :func:`rebase_local_image_ids`.
-    """
-    if not states:
-        raise DistributedError("no evaluator state to merge: the group has no ranks")
-    if image_ids_overlap(states):
-        states = rebase_local_image_ids(states)
-    return type(like).from_state_arrays(
-        concat_state_arrays(states), like.num_classes, like.protocol, like.class_table
-    )
-
-
-def evaluator_merge_rules(keys: Iterable[str]) -> dict[str, MergeRule]:
-    """How each ``DetectionEvaluator.state_arrays()`` key merges across shards: image ids stay global,
-    ``confusion`` adds up, everything else concatenates (exactly :func:`concat_state_arrays`)."""
-    rules = {}
-    for key in keys:
-        if key in IMAGE_ID_KEYS:
-            rules[key] = MergeRule.IMAGE_ID
-        else:
-            rules[key] = MergeRule.SUM if key in SUMMED_KEYS else MergeRule.CONCATENATE
-    return rules
-
-
 def gather_evaluator_state(evaluator: DetectionEvaluator, ctx: DistContext) -> DetectionEvaluator | None:
     """Every rank's evaluator merged on rank 0, in rank order (``None`` on the other ranks). One gather."""
     gathered = gather_to_main(evaluator.state_arrays(), ctx)
-    return None if gathered is None else merge_evaluator_states(gathered, evaluator)
+    return None if gathered is None else type(evaluator).merged_from_states(gathered, evaluator)

@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from smartcash_core.data.loader import BatchPlan
 from smartcash_core.errors import DistributedError, SmartCashError
-from smartcash_core.validation.accumulators.base import Accumulator, merge_state_arrays
+from smartcash_core.validation.accumulators.base import Accumulator, merge_shard_states
 from smartcash_core.validation.accumulators.standard import standard_accumulators
 from smartcash_core.validation.distributed import DistContext, shard_bounds, timed_gather
 from smartcash_core.validation.params import (
@@ -124,7 +124,7 @@ def merge_shards(shards: Sequence[ShardState], into: list[Accumulator]) -> Valid
         raise DistributedError("no shard state to merge: the group has no ranks")
     for accumulator in into:
         parts = [shard.states[accumulator.name] for shard in shards]
-        accumulator.load_state(merge_state_arrays(parts, accumulator.merge_rules()))
+        accumulator.load_state(merge_shard_states(parts, accumulator.merge_rules()))
     log = PassLog()
     for shard in shards:
         log.merge(shard.log)

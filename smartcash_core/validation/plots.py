@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -42,7 +42,6 @@ PLOT_NAMES: tuple[str, ...] = (
     "ap_fine.png",
 )
 PLOT_DATA_FILE = "plot_data.npz"
-_COCO_OUTCOMES = (10, 4)  # coco state: IoU thresholds x area ranges per prediction (bit-packed)
 _DPI = 120
 
 
@@ -121,22 +120,6 @@ def _precision_envelope(px: np.ndarray, recall: np.ndarray, precision: np.ndarra
     return np.interp(px, mrec, mpre)
 
 
-def true_positives_at_iou50(state: Mapping[str, np.ndarray], view: str, protocol: str) -> np.ndarray:
-    """Per-prediction TP at IoU 0.5 ``[N]`` bool from ``DetectionEvaluator.state_arrays()``.
-
-    ``yolo`` keeps bit 0 of ``{view}_hit_bits``; ``coco`` keeps packed outcomes only for predictions that
-    matched anywhere (``{view}_has_outcome``), threshold-major with area range "all" first.
-    """
-    if protocol == "yolo":
-        return (np.asarray(state[f"{view}_hit_bits"]) & 1).astype(bool)
-    has_outcome = np.asarray(state[f"{view}_has_outcome"], dtype=bool)
-    count = _COCO_OUTCOMES[0] * _COCO_OUTCOMES[1]
-    bits = np.unpackbits(np.asarray(state[f"{view}_tp_bits"]), axis=1, count=count)
-    hit = np.zeros(has_outcome.size, dtype=bool)
-    hit[has_outcome] = bits.reshape(-1, *_COCO_OUTCOMES)[:, 0, 0] == 1
-    return hit
-
-
 def plot_data(result: ValidationResult, evaluator: DetectionEvaluator | None = None) -> PlotData:
     """Reduce a finished result (and its evaluator, default ``result.evaluator``) to :class:`PlotData`."""
     from smartcash_core.metrics.confusion import map_confusion
@@ -156,7 +139,7 @@ def plot_data(result: ValidationResult, evaluator: DetectionEvaluator | None = N
         mapping = table.map_array()
         pred_classes, gt_classes = mapping[pred_classes], mapping[gt_classes]
         confusion = map_confusion(confusion, mapping, table.num_mapped)
-    hits = true_positives_at_iou50(state, view, evaluator.protocol)
+    hits = evaluator.true_positives_at(0, view)  # IoU 0.5, the first threshold
     scores = np.asarray(state["pred_score"], dtype=np.float64)
     curves = pr_f1_curves(hits, scores, pred_classes, gt_classes)
     return _assemble(result, curves, names, confusion)

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from smartcash_core.cache import get_cache_info
 from smartcash_core.data.loader import EXACT_DRAFT, FAST_DRAFT, BatchLoader, LoadedBatch
-from smartcash_core.errors import Cancelled
-from smartcash_core.validation.accumulators.base import Accumulator, ResultDraft, StateMergeError
+from smartcash_core.errors import Cancelled, MetricStateError
+from smartcash_core.validation.accumulators.base import Accumulator, ResultDraft
 from smartcash_core.validation.accumulators.standard import standard_accumulators
 from smartcash_core.validation.detections import processed_batch, suppress
 from smartcash_core.validation.inference import Forward
@@ -99,7 +99,7 @@ class ValidationState:
         """Fold a later shard's state into this one, accumulator by accumulator."""
         names = [accumulator.name for accumulator in self.accumulators]
         if names != [accumulator.name for accumulator in other.accumulators]:
-            raise StateMergeError(f"cannot merge pass states with different accumulators ({names})")
+            raise MetricStateError(f"cannot merge pass states with different accumulators ({names})")
         for mine, theirs in zip(self.accumulators, other.accumulators, strict=True):
             mine.merge(theirs)
         self.log.merge(other.log)

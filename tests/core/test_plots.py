@@ -19,7 +19,6 @@ from smartcash_core.validation.plots import (
     pr_f1_curves,
     render_plot,
     save_plot_data,
-    true_positives_at_iou50,
 )
 from smartcash_core.validation.runner import run_validation
 
@@ -71,7 +70,7 @@ def test_tp_flags_agree_with_the_evaluators_per_image_summary(protocol: str) -> 
         scores = np.sort(rng.uniform(0.01, 1, size=6))[::-1]
         evaluator.update(pred_boxes, scores, pred_classes, gt_boxes, gt_classes, image_id=image)
     state = evaluator.state_arrays()
-    hits = true_positives_at_iou50(state, "fine", protocol)
+    hits = evaluator.true_positives_at(0, "fine")
     confident = state["pred_score"] >= 0.25
     summary = evaluator.per_image_summary(iou=0.5, conf=0.25)
     assert hits.shape == state["pred_score"].shape

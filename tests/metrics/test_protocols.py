@@ -21,7 +21,6 @@ from smartcash_core.metrics import (
 )
 from smartcash_core.metrics.inputs import flatten_images
 from smartcash_core.metrics.state import Rows
-from smartcash_core.plots import true_positives_at_iou50
 from tests.metrics.helpers import evaluator_over, random_images
 from tests.metrics.reference import true_positives_at_iou50_reference
 
@@ -95,7 +94,6 @@ def test_true_positives_at_iou50_equal_the_plots_reading(protocol: str, view: st
     state = ev.state_arrays()
     hits = ev.true_positives_at(iou_index=0, view=view)
     assert hits.dtype == bool and hits.shape == state["pred_score"].shape and hits.any() and not hits.all()
-    np.testing.assert_array_equal(hits, true_positives_at_iou50(state, view, protocol))
     np.testing.assert_array_equal(hits, true_positives_at_iou50_reference(state, view, protocol))
 
 

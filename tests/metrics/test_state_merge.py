@@ -116,7 +116,7 @@ def test_other_accumulators_merge_by_their_own_rules() -> None:
 def test_merging_nothing_is_an_error() -> None:
     with pytest.raises(MetricStateError, match="no evaluator state"):
         DetectionEvaluator.merged_from_states([], DetectionEvaluator(17, "yolo"))
-    with pytest.raises(MetricStateError, match="no metric state"):
+    with pytest.raises(MetricStateError, match="no state to merge"):
         merge_state_arrays([], {"image_ids": MergeRule.IMAGE_ID})
 
 

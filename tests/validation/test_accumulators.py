@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 
 from smartcash_core.checkpoint import LoadedModel, load_model
-from smartcash_core.errors import SmartCashError
+from smartcash_core.errors import MetricStateError, SmartCashError
 from smartcash_core.validation.accumulators.base import (
     ArrayAccumulator,
     MergeRule,
     ResultDraft,
     StateArrays,
-    StateMergeError,
-    merge_state_arrays,
+    merge_shard_states,
 )
 from smartcash_core.validation.accumulators.loss import LossAccumulator
 from smartcash_core.validation.accumulators.standard import standard_accumulators
@@ -146,37 +145,37 @@ def test_shard_states_travel_as_plain_arrays_and_merge_on_rank_zero(
     merged = build_result(merge_shards(wire, accumulators(model)), model, PARAMS, wall_s=1.0)
     expected = build_result(full, model, PARAMS, wall_s=1.0)
     assert stable(merged.to_dict()) == stable(expected.to_dict())
-    with pytest.raises(StateMergeError, match="share image ids"):
+    with pytest.raises(MetricStateError, match="share image ids"):
         merge_shards([wire[0], wire[0]], accumulators(model))
 
 
 def test_states_with_other_accumulators_do_not_merge(model: LoadedModel, full: ValidationState) -> None:
     other = ValidationState(standard_accumulators(model, PARAMS), full.log)
-    with pytest.raises(StateMergeError, match="different accumulators"):
+    with pytest.raises(MetricStateError, match="different accumulators"):
         full.merge(other)
-    with pytest.raises(StateMergeError, match="cannot merge accumulator"):
+    with pytest.raises(MetricStateError, match="cannot merge accumulator"):
         full.accumulators[0].merge(full.accumulators[1])
 
 
 def test_merge_rules_sum_concatenate_and_keep_image_ids_apart() -> None:
-    rules = {"n": MergeRule.SUM, "rows": MergeRule.CONCATENATE, "ids": MergeRule.IMAGE_ID}
+    rules = {"n": MergeRule.SUM, "rows": MergeRule.CONCAT, "ids": MergeRule.IMAGE_ID}
     first = {"n": np.array([1, 2]), "rows": np.array([[1.0], [2.0]]), "ids": np.array([0, 0, 1])}
     second = {"n": np.array([10, 20]), "rows": np.zeros((0, 1)), "ids": np.array([2])}
-    merged = merge_state_arrays([first, second], rules)
+    merged = merge_shard_states([first, second], rules)
     np.testing.assert_array_equal(merged["n"], [11, 22])
     np.testing.assert_array_equal(merged["rows"], [[1.0], [2.0]])
     np.testing.assert_array_equal(merged["ids"], [0, 0, 1, 2])  # repeats inside one shard are fine
     odd_even = [{**first, "ids": np.array([0, 2])}, {**second, "ids": np.array([1, 3])}]
-    interleaved = merge_state_arrays(odd_even, rules)  # ranges overlap, ids do not: compared id by id
+    interleaved = merge_shard_states(odd_even, rules)  # ranges overlap, ids do not: compared id by id
     np.testing.assert_array_equal(interleaved["ids"], [0, 2, 1, 3])
-    with pytest.raises(StateMergeError, match="share image ids in 'ids'"):
-        merge_state_arrays([first, {**second, "ids": np.array([1])}], rules)
-    with pytest.raises(StateMergeError, match="no merge rule"):
-        merge_state_arrays([first], {"n": MergeRule.SUM})
-    with pytest.raises(StateMergeError, match="differ"):
-        merge_state_arrays([first, {"n": np.array([1, 2])}], rules)
-    with pytest.raises(StateMergeError, match="no state"):
-        merge_state_arrays([], rules)
+    with pytest.raises(MetricStateError, match="share image ids in 'ids'"):
+        merge_shard_states([first, {**second, "ids": np.array([1])}], rules)
+    with pytest.raises(MetricStateError, match="undeclared"):
+        merge_shard_states([first], {"n": MergeRule.SUM})
+    with pytest.raises(MetricStateError, match="declared keys"):
+        merge_shard_states([first, {"n": np.array([1, 2])}], rules)
+    with pytest.raises(MetricStateError, match="no state"):
+        merge_shard_states([], rules)
 
 
 def test_loss_needs_the_heads_raw_outputs(model: LoadedModel) -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
-from smartcash_core.errors import SmartCashError
+from smartcash_core.errors import MetricStateError
+from smartcash_core.metrics.state import MergeRule, StateArrays, merge_state_arrays
 
 if TYPE_CHECKING:
     from smartcash_core.classes import ClassTable
@@ -26,19 +25,7 @@ if TYPE_CHECKING:
     from smartcash_core.validation.accumulators.counts import ClassCounts
     from smartcash_core.validation.detections import ProcessedBatch
 
-StateArrays = dict[str, np.ndarray]
-
-
-class MergeRule(str, Enum):
-    """How one state array of many shards (given in processing order) becomes one."""
-
-    CONCATENATE = "concatenate"  # rows (images, predictions, ground truth): shards one after the other
-    SUM = "sum"  # counts and running sums: element-wise total
-    IMAGE_ID = "image_id"  # global image ids (processing order): concatenated; shards must not share one
-
-
-class StateMergeError(SmartCashError, ValueError):
-    """Shard states that cannot be merged: different keys, a key without a rule, or shared image ids."""
+__all__ = ["Accumulator", "ArrayAccumulator", "MergeRule", "ResultDraft", "StateArrays"]
 
 
 @dataclass
@@ -104,41 +91,13 @@ class ArrayAccumulator(ABC):
     def merge(self, other: Accumulator) -> None:
         """Fold ``other`` (same kind, later shard) into this one."""
         if other.name != self.name:
-            raise StateMergeError(f"cannot merge accumulator {other.name!r} into {self.name!r}")
-        self.load_state(merge_state_arrays([self.state(), other.state()], self.merge_rules()))
+            raise MetricStateError(f"cannot merge accumulator {other.name!r} into {self.name!r}")
+        self.load_state(merge_shard_states([self.state(), other.state()], self.merge_rules()))
 
 
-def merge_state_arrays(
+def merge_shard_states(
     states: Sequence[Mapping[str, np.ndarray]], rules: Mapping[str, MergeRule]
 ) -> StateArrays:
-    """One state from the shards' states (in processing order), each key merged by its rule."""
-    if not states:
-        raise StateMergeError("no state to merge")
-    keys = list(states[0])
-    unruled = [key for key in keys if key not in rules]
-    if unruled:
-        raise StateMergeError(f"state keys {unruled} declare no merge rule")
-    for state in states[1:]:
-        if sorted(state) != sorted(keys):
-            raise StateMergeError(f"shard states differ: {sorted(state)} vs {sorted(keys)}")
-    merged: StateArrays = {}
-    for key in keys:
-        parts = [np.asarray(state[key]) for state in states]
-        if rules[key] is MergeRule.SUM:
-            merged[key] = np.sum(parts, axis=0)
-            continue
-        if rules[key] is MergeRule.IMAGE_ID:
-            _check_disjoint(key, parts)
-        merged[key] = np.concatenate(parts, axis=0)
-    return merged
-
-
-def _check_disjoint(key: str, parts: Sequence[np.ndarray]) -> None:
-    """Raise when two parts share an id. Shards of a pass hold contiguous runs of the processing order, so
-    their id ranges do not even overlap: that O(n) check settles it; others are compared id by id."""
-    spans = sorted((int(part.min()), int(part.max())) for part in parts if part.size)
-    if all(earlier[1] < later[0] for earlier, later in pairwise(spans)):
-        return
-    distinct = [np.unique(part) for part in parts]
-    if np.unique(np.concatenate(distinct)).size != sum(ids.size for ids in distinct):
-        raise StateMergeError(f"shards share image ids in {key!r}: each must hold its own images")
+    """One state from the shards' states (in processing order), each key merged by its rule; the pass
+    numbers images globally (processing order), so shards that share an image id are refused."""
+    return merge_state_arrays(states, rules, shared_ids="refuse")

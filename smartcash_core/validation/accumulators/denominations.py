@@ -46,7 +46,7 @@ class DenominationAccumulator(ArrayAccumulator):
         )
 
     def merge_rules(self) -> Mapping[str, MergeRule]:
-        concatenated = MergeRule.CONCATENATE
+        concatenated = MergeRule.CONCAT
         return {"order": MergeRule.IMAGE_ID, "true": concatenated, "predicted": concatenated}
 
     def result(self, into: ResultDraft) -> None:

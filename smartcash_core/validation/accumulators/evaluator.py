@@ -12,7 +12,6 @@ from smartcash_core.errors import SmartCashError
 from smartcash_core.metrics import DetectionEvaluator
 from smartcash_core.validation.accumulators.base import ArrayAccumulator, MergeRule, ResultDraft, StateArrays
 from smartcash_core.validation.detections import ProcessedBatch
-from smartcash_core.validation.distributed import evaluator_merge_rules
 from smartcash_core.validation.summary import summarize_metrics
 
 
@@ -48,7 +47,7 @@ class EvaluatorAccumulator(ArrayAccumulator):
         )
 
     def merge_rules(self) -> Mapping[str, MergeRule]:
-        return evaluator_merge_rules(self.evaluator.state_arrays())
+        return self.evaluator.merge_rules()
 
     def result(self, into: ResultDraft) -> None:
         if into.class_counts is None:

@@ -44,7 +44,7 @@ class PerImageAccumulator(ArrayAccumulator):
         self.file = [str(value) for value in np.asarray(state["file"])]
 
     def merge_rules(self) -> Mapping[str, MergeRule]:
-        return {"index": MergeRule.CONCATENATE, "order": MergeRule.IMAGE_ID, "file": MergeRule.CONCATENATE}
+        return {"index": MergeRule.CONCAT, "order": MergeRule.IMAGE_ID, "file": MergeRule.CONCAT}
 
     def result(self, into: ResultDraft) -> None:
         if into.evaluator is None:
