@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from smartcash_core.errors import (
     CheckpointError,
+    CheckpointMetadataError,
+    CheckpointTooLargeError,
     ClassTableError,
     DatasetError,
     DeviceError,
@@ -97,7 +99,28 @@ class NotReady(ServiceError):
 
 # Library error -> (status, code, fix). Most specific class first: the first isinstance match wins.
 _LIBRARY_ERRORS: list[tuple[type[SmartCashError], int, str, str]] = [
-    (UnsafePickleError, 422, "unsafe_checkpoint", "convert the checkpoint with `smartcash convert`"),
+    (
+        UnsafePickleError,
+        422,
+        "unsafe_checkpoint",
+        "the pickle asks for code or writes this loader refuses; re-export the weights from a trusted "
+        "environment with `smartcash convert` (native format, nothing pickled)",
+    ),
+    (
+        CheckpointMetadataError,
+        422,
+        "bad_checkpoint_metadata",
+        "the named metadata field is missing, mistyped or outside YOLOv5's bounds (image size 32..4096 "
+        "and a multiple of the stride, 1..1000 classes, depth/width multiples up to 2.0); re-save the "
+        "checkpoint with save_checkpoint() or `smartcash convert`",
+    ),
+    (
+        CheckpointTooLargeError,
+        422,
+        "checkpoint_too_large",
+        "the checkpoint exceeds a safety cap named in the message (parameters, header, pickle or "
+        "archive member sizes); use a smaller model or a checkpoint written by torch.save/save_checkpoint",
+    ),
     (
         CheckpointError,
         422,
@@ -132,7 +155,8 @@ async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
 
 async def _library_error(request: Request, exc: SmartCashError) -> JSONResponse:
     status, code, fix = library_error_status(exc)
-    return JSONResponse(error_body(request, code, str(exc), fix), status_code=status)
+    extra = {"field": exc.field} if isinstance(exc, CheckpointMetadataError) and exc.field else {}
+    return JSONResponse(error_body(request, code, str(exc), fix, **extra), status_code=status)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,7 +3,15 @@
 The reuse goes through the library's ``model`` cache (``smartcash_core.cache``), keyed by (file sha256,
 device), so ``get_cache_info()`` reports loaded models next to the data caches.
 
-Loading is blocking torch work: routes call these methods from a worker thread, never on the event loop.
+Loading is blocking torch work: routes call ``load`` from a worker thread, never on the event loop. The
+registry lock guards only the name tables and is never held across a load, so ``get``/``len`` (called by
+async routes such as ``/v2/health/ready`` and validation submits) answer at once while a model loads: a
+load reserves its name, loads with no lock held, then publishes. A second load of a name whose load is in
+flight waits for it, then gets the same answer as any later request (the model when it is the same file
+and device, 409 otherwise; if the first load failed, the waiter loads it itself).
+
+Library errors raised by a load name the checkpoint as the client did (relative to the checkpoint root),
+never by its absolute server path.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from service.paths import resolve_under
 from smartcash_core.cache import model_cache
 from smartcash_core.checkpoint import LoadedModel
 from smartcash_core.device import select_device
+from smartcash_core.errors import CheckpointError, SmartCashError
 
 ModelLoader = Callable[[Path, str], LoadedModel]
 _HASH_CHUNK = 1024 * 1024
@@ -69,7 +78,8 @@ class ModelRegistry:
         self._loader = loader
         self._on_load = on_load
         self._entries: dict[str, ModelEntry] = {}
-        self._lock = threading.RLock()
+        self._loading: dict[str, threading.Event] = {}  # names whose load is in flight
+        self._lock = threading.RLock()  # guards the two tables only, never held across a load
 
     def load(self, name: str, checkpoint: str, device: str | None = None) -> ModelEntry:
         """Load ``checkpoint`` (relative to the checkpoint root) under ``name`` (blocking).
@@ -86,13 +96,30 @@ class ModelRegistry:
 
     def load_path(self, name: str, label: str, path: Path, device: str | None = None) -> ModelEntry:
         """Load a checkpoint the operator chose (already trusted: no root check), shown as ``label``."""
-        digest = file_sha256(path)
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            raise CheckpointError(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
         wanted_device = device or self.default_device
-        with self._lock:  # loads are rare; serialising them keeps two clients from loading one file twice
-            existing = self._entries.get(name)
-            if existing is not None:
-                return self._existing_or_conflict(existing, digest, wanted_device)
-            return self._load_new(name, label, path, digest, wanted_device)
+        while True:
+            with self._lock:
+                existing = self._entries.get(name)
+                if existing is not None:
+                    return self._existing_or_conflict(existing, digest, wanted_device)
+                in_flight = self._loading.get(name)
+                if in_flight is None:
+                    reservation = self._loading[name] = threading.Event()
+                    break
+            in_flight.wait()  # another request is loading this name: then decide like any later request
+        try:
+            entry = self._load_new(name, label, path, digest, wanted_device)
+            with self._lock:
+                self._entries[name] = entry
+            return entry
+        finally:
+            with self._lock:
+                del self._loading[name]
+            reservation.set()
 
     def _existing_or_conflict(self, entry: ModelEntry, digest: str, device: str) -> ModelEntry:
         same_device = device == "auto" or _same_device(entry.loaded.device, device)
@@ -104,14 +131,15 @@ class ModelRegistry:
         )
 
     def _load_new(self, name: str, checkpoint: str, path: Path, digest: str, device: str) -> ModelEntry:
+        """Load (or reuse) the model; runs with no lock held."""
         cached = model_cache().get(_cache_key(digest, select_device(device)))
         started = time.perf_counter()
-        loaded = cached if cached is not None else self._loader(path, device)
+        loaded = cached if cached is not None else self._load_file(path, checkpoint, device)
         seconds = time.perf_counter() - started
         model_cache().put(_cache_key(digest, loaded.device), loaded, _model_nbytes(loaded))
         if cached is None and self._on_load is not None:
             self._on_load(seconds)
-        entry = ModelEntry(
+        return ModelEntry(
             name=name,
             checkpoint=checkpoint,
             file_sha256=digest,
@@ -120,8 +148,19 @@ class ModelRegistry:
             load_seconds=seconds,
             reused=cached is not None,
         )
-        self._entries[name] = entry
-        return entry
+
+    def _load_file(self, path: Path, label: str, device: str) -> LoadedModel:
+        try:
+            return self._loader(path, device)
+        except SmartCashError as exc:
+            exc.args = (self._relative(str(exc), path, label), *exc.args[1:])
+            raise
+
+    def _relative(self, message: str, path: Path, label: str) -> str:
+        """The message with the server's absolute paths replaced by what the client named."""
+        message = message.replace(str(path), label)
+        root = str(self.checkpoint_root.resolve())
+        return message.replace(root + "/", "").replace(root, ".")
 
     def get(self, name: str) -> ModelEntry:
         with self._lock:

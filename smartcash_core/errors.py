@@ -24,7 +24,22 @@ class CheckpointError(SmartCashError):
 
 
 class UnsafePickleError(CheckpointError):
-    """A pickled checkpoint asked for a global outside the allow-list."""
+    """A pickled checkpoint asked for a global or an operation outside the allow-list."""
+
+
+class CheckpointMetadataError(CheckpointError):
+    """A checkpoint's metadata or architecture has a field of the wrong type or out of bounds.
+
+    ``field`` is the dotted name of the offending field (``imgsz``, ``yaml.width_multiple``, ...).
+    """
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CheckpointTooLargeError(CheckpointError):
+    """A checkpoint exceeds a safety cap (parameters, header, pickle, archive member) before it is built."""
 
 
 class DatasetError(SmartCashError):

@@ -25,9 +25,17 @@ def list_models(registry: RegistryDep) -> ModelList:
     status_code=status.HTTP_201_CREATED,
     responses=_ERRORS,
     summary="Load a checkpoint (relative to the checkpoint root) under a name",
+    description=(
+        "The checkpoint's metadata and architecture are checked before anything is built (422 "
+        "`bad_checkpoint_metadata` naming the field, `checkpoint_too_large` over a safety cap, "
+        "`unsafe_checkpoint` for a refused pickle, `bad_checkpoint` otherwise). Loading the same name "
+        "again returns the model when it is the same file and device, 409 otherwise; a request for a name "
+        "whose load is still running waits for it and then gets that same answer."
+    ),
 )
 def load_model(body: ModelLoadRequest, state: StateDep, response: Response) -> ModelInfo:
-    # A plain ``def``: FastAPI runs it in its thread pool, so hashing and torch loading stay off the loop.
+    # A plain ``def``: FastAPI runs it in its thread pool, so hashing and torch loading stay off the loop,
+    # and the registry holds no lock while it loads (``/v2/health/*`` and submits never wait on a load).
     entry = state.registry.load(body.name, body.checkpoint, body.device)
     state.jobs.ensure_worker(entry.device)
     response.headers["Location"] = f"/v1/models/{entry.name}"

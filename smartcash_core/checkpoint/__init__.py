@@ -70,21 +70,27 @@ def checkpoint_kind(path: str | Path) -> str:
     )
 
 
-def load_model(path: str | Path, device: str | torch.device = "auto") -> LoadedModel:
+def load_model(
+    path: str | Path, device: str | torch.device = "auto", *, max_params: int | None = None
+) -> LoadedModel:
     """Load a native or classic YOLOv5 checkpoint onto ``device`` (``auto`` picks CUDA, MPS, then CPU).
 
-    The loader is chosen by file content, not by suffix. Nothing pickled is ever executed.
+    The loader is chosen by file content, not by suffix. Nothing pickled is ever executed. Metadata and
+    architecture are checked against the bounds in ``checkpoint.limits`` before anything is built;
+    ``max_params`` overrides the parameter cap (``limits.MAX_PARAMS``, 200 M; yolov5x has about 86 M).
     """
+    from smartcash_core.checkpoint import limits
     from smartcash_core.device import select_device
 
     target = select_device(device)
+    cap = limits.MAX_PARAMS if max_params is None else max_params
     if checkpoint_kind(path) == "native":
         from smartcash_core.checkpoint.native import load_native
 
-        return load_native(path, target)
+        return load_native(path, target, max_params=cap)
     from smartcash_core.checkpoint.yolov5_import import load_yolov5
 
-    return load_yolov5(path, target)
+    return load_yolov5(path, target, max_params=cap)
 
 
 def _read_head(path: Path, size: int) -> bytes:
@@ -103,8 +109,10 @@ def _read_head(path: Path, size: int) -> bytes:
 
 
 def _looks_like_safetensors(head: bytes) -> bool:
-    """safetensors starts with a little-endian u64 header length followed by a JSON object ``{``."""
+    """safetensors starts with a little-endian u64 header length followed by a JSON object ``{``.
+
+    Any length counts: the native loader refuses a header over its cap with a message that says so.
+    """
     if len(head) < 9:
         return False
-    header_len = int.from_bytes(head[:8], "little")
-    return 2 <= header_len < 100_000_000 and head[8:9] == b"{"
+    return int.from_bytes(head[:8], "little") >= 2 and head[8:9] == b"{"

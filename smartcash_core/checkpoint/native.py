@@ -10,19 +10,28 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
+import os
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from smartcash_core.checkpoint import LoadedModel
+from smartcash_core.checkpoint import LoadedModel, limits
+from smartcash_core.checkpoint.architecture import check_imgsz
+from smartcash_core.checkpoint.metadata import FORMAT_VERSION, validate_metadata
 from smartcash_core.classes import ClassTable
-from smartcash_core.errors import CheckpointError, ClassTableError, ModelConfigError
+from smartcash_core.errors import (
+    CheckpointError,
+    CheckpointTooLargeError,
+    ClassTableError,
+    ModelConfigError,
+)
 
 __all__ = [
     "FORMAT_NAME",
@@ -35,9 +44,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "smartcash-native"
-FORMAT_VERSION = 1
 METADATA_KEY = "smartcash"
-_MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own bound
 
 
 def weights_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -49,7 +56,8 @@ def weights_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         tensor = tensors[name].detach().contiguous().cpu()
         digest.update(f"{name}|{str(tensor.dtype).removeprefix('torch.')}|{list(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        if tensor.numel():  # a zero-copy view: hashlib releases the GIL while it hashes large buffers
+            digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
     return digest.hexdigest()
 
 
@@ -109,8 +117,8 @@ def _check_save_args(path: Path, model: Any, table: ClassTable, imgsz: int, phas
         )
     if phase not in (None, 1, 2):
         raise CheckpointError(f"{path}: training phase must be 1, 2 or None, got {phase!r}")
-    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz <= 0:
-        raise CheckpointError(f"{path}: imgsz must be a positive integer, got {imgsz!r}")
+    stride = int(max(model.stride.tolist()))
+    check_imgsz(imgsz, stride, str(path))  # never write a checkpoint the loader would refuse
 
 
 def _tensors_to_save(model: Any, half: bool) -> dict[str, torch.Tensor]:
@@ -124,31 +132,60 @@ def _tensors_to_save(model: Any, half: bool) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Loading
+# Loading: header first (bounded), metadata and architecture checked, model built, then the weights
 # ----------------------------------------------------------------------------------------------
+_DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                "BOOL": 1}
+
+
+@dataclass(frozen=True)
+class _TensorEntry:
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A safetensors header whose framing and tensor table were checked against the file's length."""
+
+    entries: dict[str, _TensorEntry]
+    metadata: dict[str, Any]
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The SmartCash metadata of a native checkpoint, checking the header and the file length only."""
-    path = Path(path)
-    data = _read_bytes(path)
-    _, metadata = _parse_header(path, data)
-    return metadata
+    return _read_header(Path(path)).metadata
 
 
-def load_native(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+def load_native(
+    path: str | Path, device: torch.device | str = "cpu", *, max_params: int = limits.MAX_PARAMS
+) -> LoadedModel:
     """Load a native checkpoint as an fp32 eval-mode model on ``device``; nothing is unpickled.
 
-    Raises ``CheckpointError`` naming the file: not a checkpoint, truncated, metadata missing or invalid,
-    weights that do not match their sha256, class counts that disagree (table, YAML, weights).
+    Order matters: the header is read (bounded by ``MAX_HEADER_BYTES``), the metadata and architecture
+    are checked and the parameter count estimated (refused over ``max_params``) before the model is
+    built, and the tensor table must fit the built model before any weight is read.
+    Raises ``CheckpointError`` (or a subclass) naming the file: not a checkpoint, truncated, metadata
+    missing or invalid (naming the field), over a cap, weights that do not match their sha256, class
+    counts that disagree (table, YAML, weights).
     """
     path = Path(path)
     device = torch.device(device)
-    data = _read_bytes(path)
-    _, metadata = _parse_header(path, data)
-    tensors = _decode_tensors(path, data)
+    header = _read_header(path)
+    metadata = header.metadata
+    validate_metadata(str(path), metadata, max_params=max_params)
+    table = _class_table(path, metadata)
+    _check_class_counts(path, metadata["yaml"], header.entries, table)
+    model = _build_model(path, metadata["yaml"])
+    _check_layout(path, header.entries, model.state_dict())
+    tensors = _read_tensors(path)
     if weights_sha256(tensors) != metadata["sha256"]:
         raise CheckpointError(f"{path}: weights do not match the sha256 in the metadata (file corrupted)")
-    table = _class_table(path, metadata)
-    model = _build_model(path, metadata, tensors, table)
+    expected = model.state_dict()
+    model.load_state_dict({name: t.to(expected[name].dtype) for name, t in tensors.items()})
+    del tensors, expected
     model = model.float().eval().to(device)
     return LoadedModel(
         model=model,
@@ -163,48 +200,84 @@ def load_native(path: str | Path, device: torch.device | str = "cpu") -> LoadedM
     )
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_header(path: Path) -> _Header:
+    """Read and check the safetensors framing, reading no more than the (capped) header."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+            header_len = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
+            _check_header_length(path, header_len, size)
+            raw = handle.read(header_len)
     except FileNotFoundError as exc:
         raise CheckpointError(f"{path}: file does not exist") from exc
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-
-
-def _parse_header(path: Path, data: bytes) -> tuple[int, dict[str, Any]]:
-    """Validate the safetensors framing and return (header length, SmartCash metadata)."""
-    if len(data) < 8:
-        raise CheckpointError(f"{path}: not a checkpoint (only {len(data)} bytes)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > _MAX_HEADER_BYTES or data[8:9] != b"{":
+    if raw[:1] != b"{":
         raise CheckpointError(f"{path}: not a checkpoint (no safetensors header)")
-    if len(data) < 8 + header_len:
-        raise CheckpointError(
-            f"{path}: truncated (header needs {header_len} bytes, file has {len(data) - 8})"
-        )
     try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: not a checkpoint (unreadable safetensors header: {exc})") from exc
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a checkpoint (safetensors header is not an object)")
-    _check_data_length(path, header, len(data) - 8 - header_len)
-    return header_len, _smartcash_metadata(path, header.get("__metadata__"))
+    entries = _tensor_entries(path, header, size - 8 - header_len)
+    return _Header(entries, _smartcash_metadata(path, header.get("__metadata__")))
 
 
-def _check_data_length(path: Path, header: Mapping[str, Any], data_bytes: int) -> None:
-    ends = [
-        entry["data_offsets"][1]
-        for name, entry in header.items()
-        if name != "__metadata__" and isinstance(entry, dict) and isinstance(entry.get("data_offsets"), list)
-    ]
-    needed = max(ends, default=0)
-    if data_bytes < needed:
-        raise CheckpointError(f"{path}: truncated (tensor data needs {needed} bytes, file has {data_bytes})")
+def _check_header_length(path: Path, header_len: int, size: int) -> None:
+    if header_len < 2:
+        raise CheckpointError(f"{path}: not a checkpoint (only {size} bytes)" if size < 8 else
+                              f"{path}: not a checkpoint (no safetensors header)")
+    if header_len > limits.MAX_HEADER_BYTES:
+        raise CheckpointTooLargeError(
+            f"{path}: safetensors header of {header_len} bytes is over the cap of "
+            f"{limits.MAX_HEADER_BYTES} bytes (yolov5x needs about 75 KB)"
+        )
+    if size < 8 + header_len:
+        raise CheckpointError(f"{path}: truncated (header needs {header_len} bytes, file has {size - 8})")
 
 
-_REQUIRED_METADATA = ("yaml", "class_table", "imgsz", "sha256")
+def _tensor_entries(path: Path, header: Mapping[str, Any], data_bytes: int) -> dict[str, _TensorEntry]:
+    """Every tensor's dtype, shape and byte range; ranges must tile the data exactly, in order."""
+    entries = {
+        name: _tensor_entry(path, name, entry) for name, entry in header.items() if name != "__metadata__"
+    }
+    position = 0
+    for name, entry in sorted(entries.items(), key=lambda item: (item[1].begin, item[1].end)):
+        if entry.begin != position:
+            problem = "overlaps the previous tensor" if entry.begin < position else "leaves a gap before it"
+            raise CheckpointError(f"{path}: corrupt tensor table: {name} at byte {entry.begin} {problem}")
+        position = entry.end
+    if data_bytes < position:
+        raise CheckpointError(
+            f"{path}: truncated (tensor data needs {position} bytes, file has {data_bytes})"
+        )
+    if data_bytes > position:
+        raise CheckpointError(f"{path}: corrupt: {data_bytes - position} bytes follow the last tensor")
+    return entries
+
+
+def _tensor_entry(path: Path, name: str, entry: Any) -> _TensorEntry:
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{path}: corrupt tensor table: entry {name[:80]!r} is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in _DTYPE_SIZES:
+        raise CheckpointError(f"{path}: tensor {name[:80]!r} has unsupported dtype {str(dtype)[:20]!r}")
+    if not (isinstance(shape, list) and len(shape) <= limits.MAX_TENSOR_DIMS
+            and all(_is_count(n) for n in shape)):
+        raise CheckpointError(f"{path}: tensor {name[:80]!r} has an invalid shape {str(shape)[:80]}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)
+            and offsets[0] <= offsets[1]):
+        raise CheckpointError(f"{path}: tensor {name[:80]!r} has invalid data_offsets {str(offsets)[:80]}")
+    if offsets[1] - offsets[0] != math.prod(shape) * _DTYPE_SIZES[dtype]:
+        raise CheckpointError(f"{path}: tensor {name[:80]!r}: shape {shape} does not fit its "
+                              f"{offsets[1] - offsets[0]} bytes")
+    return _TensorEntry(dtype, tuple(shape), offsets[0], offsets[1])
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _smartcash_metadata(path: Path, raw: Any) -> dict[str, Any]:
@@ -215,23 +288,23 @@ def _smartcash_metadata(path: Path, raw: Any) -> dict[str, Any]:
         )
     try:
         metadata = json.loads(raw[METADATA_KEY])
-    except (TypeError, json.JSONDecodeError) as exc:
+    except (TypeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: metadata is not valid JSON ({exc})") from exc
     if not isinstance(metadata, dict):
         raise CheckpointError(f"{path}: metadata must be a JSON object")
-    missing = [key for key in _REQUIRED_METADATA if key not in metadata]
-    if missing:
-        raise CheckpointError(f"{path}: metadata missing fields {missing}")
-    version = metadata.get("format_version", FORMAT_VERSION)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {version!r} is newer than this library")
     return metadata
 
 
-def _decode_tensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The weights, memory-mapped one tensor at a time.
+
+    ``safe_open`` keeps the GIL only per tensor (``safetensors.torch.load`` on the whole file holds it
+    for the whole copy, which stalled the service's event loop for up to 0.7 s on yolov5x).
+    """
     try:
-        return load_safetensors_bytes(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
         raise CheckpointError(f"{path}: corrupt tensor data ({exc})") from exc
 
 
@@ -242,43 +315,39 @@ def _class_table(path: Path, metadata: Mapping[str, Any]) -> ClassTable:
         raise CheckpointError(f"{path}: invalid class table in metadata: {exc}") from exc
 
 
-def _build_model(
-    path: Path, metadata: Mapping[str, Any], tensors: dict[str, torch.Tensor], table: ClassTable
-) -> Any:
+def _build_model(path: Path, model_yaml: Mapping[str, Any]) -> Any:
     from smartcash_core.model.yolo import DetectionModel
 
-    model_yaml = metadata["yaml"]
-    if not isinstance(model_yaml, dict):
-        raise CheckpointError(f"{path}: metadata 'yaml' must be the model dict")
-    _check_class_counts(path, model_yaml, tensors, table)
     try:
-        model = DetectionModel(model_yaml)
-    except (ModelConfigError, KeyError, TypeError, ValueError) as exc:
+        return DetectionModel(model_yaml)
+    except (ModelConfigError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot build the model in the metadata: {exc}") from exc
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+
+
+def _check_layout(
+    path: Path, entries: Mapping[str, _TensorEntry], expected: Mapping[str, torch.Tensor]
+) -> None:
+    missing = sorted(set(expected) - set(entries))
+    unexpected = sorted(set(entries) - set(expected))
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the model (missing {missing[:5]}, unexpected "
-                              f"{unexpected[:5]})")
+                              f"{[name[:80] for name in unexpected[:5]]})")
     for name, tensor in expected.items():
-        if tensors[name].shape != tensor.shape:
-            raise CheckpointError(f"{path}: {name} has shape {tuple(tensors[name].shape)}, the model needs "
+        if entries[name].shape != tuple(tensor.shape):
+            raise CheckpointError(f"{path}: {name} has shape {entries[name].shape}, the model needs "
                                   f"{tuple(tensor.shape)}")
-    model.load_state_dict({name: t.to(expected[name].dtype) for name, t in tensors.items()})
-    return model
 
 
-def _check_class_counts(path: Path, model_yaml: Mapping[str, Any], tensors: Mapping[str, torch.Tensor],
+def _check_class_counts(path: Path, model_yaml: Mapping[str, Any], entries: Mapping[str, _TensorEntry],
                         table: ClassTable) -> None:
     """Table, YAML and the Detect output convs must agree on the class count."""
     yaml_nc = model_yaml.get("nc")
     if yaml_nc != table.num_fine:
         raise CheckpointError(f"{path}: class count mismatch: the class table has {table.num_fine} classes, "
                               f"the model YAML nc={yaml_nc}")
-    anchors = next((t for name, t in tensors.items() if name.endswith(".anchors")), None)
-    heads = [t for name, t in tensors.items() if _is_detect_bias(name, tensors)]
-    if anchors is None or not heads:
+    anchors = next((e for name, e in entries.items() if name.endswith(".anchors")), None)
+    heads = [e for name, e in entries.items() if _is_detect_bias(name, entries)]
+    if anchors is None or len(anchors.shape) != 3 or not heads or len(heads[0].shape) != 1:
         raise CheckpointError(f"{path}: weights have no Detect head (anchors / output convs missing)")
     per_anchor = heads[0].shape[0] // max(anchors.shape[1], 1)
     if per_anchor - 5 != table.num_fine:
@@ -286,8 +355,8 @@ def _check_class_counts(path: Path, model_yaml: Mapping[str, Any], tensors: Mapp
                               f"the class table has {table.num_fine}")
 
 
-def _is_detect_bias(name: str, tensors: Mapping[str, torch.Tensor]) -> bool:
+def _is_detect_bias(name: str, entries: Mapping[str, Any]) -> bool:
     """``model.<detect>.m.<i>.bias`` where ``model.<detect>.anchors`` exists."""
     parts = name.split(".")
     return (len(parts) == 5 and parts[2] == "m" and parts[4] == "bias"
-            and f"{parts[0]}.{parts[1]}.anchors" in tensors)
+            and f"{parts[0]}.{parts[1]}.anchors" in entries)

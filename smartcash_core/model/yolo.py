@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
@@ -218,9 +219,25 @@ def _resolve_arg(value: Any, nc: int, anchors: Any) -> Any:
     raise ModelConfigError(f"unsupported argument {value!r} in model YAML")
 
 
-def _build_layer(
-    index: int, row: Sequence[Any], channels: list[int], cfg: Mapping[str, Any]
-) -> tuple[nn.Module, int]:
+@dataclass(frozen=True)
+class LayerSpec:
+    """One YAML row resolved to constructor arguments, before anything is allocated.
+
+    ``args`` are the module's constructor arguments with channels filled in (``Conv(c1, c2, k, ...)``);
+    ``repeats`` copies are stacked in a ``Sequential`` (1: the module itself). ``in_channels`` are the
+    channel counts of the inputs named by ``source``; ``out_channels`` feeds the next rows.
+    """
+
+    index: int
+    source: int | list[int]
+    module_name: str
+    args: tuple[Any, ...]
+    repeats: int
+    in_channels: tuple[int, ...]
+    out_channels: int
+
+
+def _plan_layer(index: int, row: Sequence[Any], channels: list[int], cfg: Mapping[str, Any]) -> LayerSpec:
     if not isinstance(row, Sequence) or len(row) != 4:
         raise ModelConfigError(f"layer {index}: expected [from, number, module, args], got {row!r}")
     source, repeats, module_name, raw_args = row
@@ -242,27 +259,23 @@ def _build_layer(
         if module_name in _REPEAT_INSIDE:
             args.insert(2, repeats)
             repeats = 1
-        factory = _CONV_LIKE[module_name]
     elif module_name in _UPSAMPLE_NAMES:
-        out_channels, factory = inputs[0], nn.Upsample
+        out_channels = inputs[0]
     elif module_name == "Concat":
-        out_channels, factory = sum(inputs), Concat
+        out_channels = sum(inputs)
     else:
-        out_channels, factory = 0, Detect
+        out_channels = 0
         if isinstance(args[1], int):  # number of anchors only: placeholder anchors like YOLOv5
             args[1] = [list(range(args[1] * 2))] * len(sources)
         args = [args[0], args[1], inputs]
-    try:
-        layers = [factory(*args) for _ in range(repeats)]
-    except (TypeError, ValueError) as exc:
-        raise ModelConfigError(f"layer {index}: cannot build {module_name}{tuple(args)}: {exc}") from exc
-    module = layers[0] if repeats == 1 else nn.Sequential(*layers)
-    module.f, module.i = source, index  # type: ignore[assignment]
-    return module, out_channels
+    return LayerSpec(index, source, module_name, tuple(args), repeats, tuple(inputs), out_channels)
 
 
-def parse_model(cfg: Mapping[str, Any], in_channels: int = 3) -> tuple[nn.Sequential, list[int]]:
-    """Build the layer list from a YOLOv5 model dict; returns the layers and the indices to keep."""
+def layer_specs(cfg: Mapping[str, Any], in_channels: int = 3) -> list[LayerSpec]:
+    """Every row of a YOLOv5 model dict resolved to constructor arguments (no module is built).
+
+    The channel arithmetic of :func:`parse_model`, usable on its own to estimate a model's size.
+    """
     for key in ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head"):
         if key not in cfg:
             raise ModelConfigError(f"model YAML is missing {key!r}")
@@ -270,17 +283,46 @@ def parse_model(cfg: Mapping[str, Any], in_channels: int = 3) -> tuple[nn.Sequen
     if activation not in (None, "nn.SiLU()"):
         raise ModelConfigError(f"activation {activation!r} is not supported (only the default SiLU)")
     channels: list[int] = [in_channels]
+    specs: list[LayerSpec] = []
+    for index, row in enumerate(list(cfg["backbone"]) + list(cfg["head"])):
+        spec = _plan_layer(index, row, channels, cfg)
+        specs.append(spec)
+        channels = [] if index == 0 else channels
+        channels.append(spec.out_channels)
+    if not specs or specs[-1].module_name != "Detect":
+        raise ModelConfigError("the last layer of the model YAML must be Detect")
+    return specs
+
+
+def _factory(module_name: str) -> type[nn.Module]:
+    if module_name in _CONV_LIKE:
+        return _CONV_LIKE[module_name]
+    if module_name in _UPSAMPLE_NAMES:
+        return nn.Upsample
+    return Concat if module_name == "Concat" else Detect
+
+
+def _build_layer(spec: LayerSpec) -> nn.Module:
+    factory = _factory(spec.module_name)
+    try:
+        layers = [factory(*spec.args) for _ in range(spec.repeats)]
+    except (TypeError, ValueError) as exc:
+        raise ModelConfigError(
+            f"layer {spec.index}: cannot build {spec.module_name}{spec.args}: {exc}"
+        ) from exc
+    module = layers[0] if spec.repeats == 1 else nn.Sequential(*layers)
+    module.f, module.i = spec.source, spec.index  # type: ignore[assignment]
+    return module
+
+
+def parse_model(cfg: Mapping[str, Any], in_channels: int = 3) -> tuple[nn.Sequential, list[int]]:
+    """Build the layer list from a YOLOv5 model dict; returns the layers and the indices to keep."""
     layers: list[nn.Module] = []
     save: set[int] = set()
-    for index, row in enumerate(list(cfg["backbone"]) + list(cfg["head"])):
-        module, out_channels = _build_layer(index, row, channels, cfg)
-        sources = [module.f] if isinstance(module.f, int) else module.f
-        save.update(s % index for s in sources if s != -1)
-        layers.append(module)
-        channels = [] if index == 0 else channels
-        channels.append(out_channels)
-    if not isinstance(layers[-1], Detect):
-        raise ModelConfigError("the last layer of the model YAML must be Detect")
+    for spec in layer_specs(cfg, in_channels):
+        sources = [spec.source] if isinstance(spec.source, int) else spec.source
+        save.update(s % spec.index for s in sources if s != -1)
+        layers.append(_build_layer(spec))
     return nn.Sequential(*layers), sorted(save)
 
 
