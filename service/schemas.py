@@ -4,14 +4,15 @@
 
 from __future__ import annotations
 
+import typing
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from service.registry import ModelEntry
 from service.store import JobRecord
-from smartcash_core.validation.params import ValidationParams
+from smartcash_core.validation.params import ValidationParams, param_specs
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"
@@ -129,29 +130,37 @@ class ModelList(BaseModel):
 
 
 # -- validations -------------------------------------------------------------------------------------
-class ValidationParamsIn(BaseModel):
-    """Knobs of one validation pass (the device comes from the model)."""
+class _ParamsInBase(BaseModel):
+    """Knobs of one validation pass (the device comes from the model, the split from the request)."""
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"imgsz": 320, "batch_size": 16}]}
     )
-    imgsz: int = Field(640, ge=32, le=4096, description="letterbox size (rounded up to the stride)")
-    batch_size: int = Field(16, ge=1, le=512)
-    conf_thres: float = Field(0.001, ge=0.0, le=1.0)
-    iou_thres: float = Field(0.6, ge=0.0, le=1.0)
-    max_det: int = Field(300, ge=1, le=30000)
-    multi_label: bool = True
-    rect: bool = True
-    protocol: Literal["yolo", "coco"] = "yolo"
-    half: bool = Field(False, description="fp16 inference (CUDA only)")
-    workers: int = Field(2, ge=0, le=32, description="background decode workers")
-    compute_loss: bool = Field(False, description="also report YOLOv5's validation loss in metrics.loss")
-    fast_decode: bool = Field(
-        False, description="decode large JPEGs DCT-scaled: faster first pass, not bit-exact with YOLOv5"
-    )
 
     def to_params(self, device: str, split: str = "val") -> ValidationParams:
         return ValidationParams(device=device, split=split, **self.model_dump())
+
+
+def _request_param_fields() -> dict[str, Any]:
+    """``ValidationParams`` fields offered in a request, with their bounds and help from ``ParamSpec``."""
+    hints = typing.get_type_hints(ValidationParams)
+    defaults = ValidationParams()
+    offered: dict[str, Any] = {}
+    for name, spec in param_specs().items():
+        if spec.in_request:
+            default = getattr(defaults, name)
+            offered[name] = (hints[name], Field(default, ge=spec.ge, le=spec.le, description=spec.help))
+    return offered
+
+
+# Generated from the library's one declaration, so the API, the CLI and the pass cannot disagree.
+ValidationParamsIn = create_model(
+    "ValidationParamsIn",
+    __base__=_ParamsInBase,
+    __module__=__name__,
+    __doc__=_ParamsInBase.__doc__,
+    **_request_param_fields(),
+)
 
 
 class ValidationRequest(BaseModel):

@@ -56,3 +56,7 @@ class DistributedError(SmartCashError):
 
 class MetricStateError(SmartCashError, ValueError):
     """Metric state arrays cannot be merged: no states, a key missing from a state, or a key with no rule."""
+
+
+class InvalidParamsError(SmartCashError, ValueError):
+    """A validation parameter outside its declared bounds or choices (names the parameter and the bound)."""

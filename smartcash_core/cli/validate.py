@@ -16,7 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smartcash_core.validation.params import ProgressCallback, ValidationParams
+from smartcash_core.cli.params import DefaultsHelpFormatter, add_param_arguments, params_from_args
+from smartcash_core.validation.params import ProgressCallback
 from smartcash_core.validation.report import format_distributed, format_report, write_json
 
 if TYPE_CHECKING:  # the pass itself (torch) is imported when a command runs, not when the parser is built
@@ -24,49 +25,17 @@ if TYPE_CHECKING:  # the pass itself (torch) is imported when a command runs, no
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("validate", help="validate a checkpoint on a YOLO dataset")
+    parser = commands.add_parser(
+        "validate",
+        help="validate a checkpoint on a YOLO dataset",
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--weights", required=True, help="checkpoint (.safetensors native or YOLOv5 .pt)")
     parser.add_argument("--data", required=True, help="YOLO dataset directory or data.yaml")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--conf", type=float, default=0.001)
-    parser.add_argument("--iou", type=float, default=0.6)
-    parser.add_argument("--max-det", type=int, default=300)
-    parser.add_argument("--protocol", choices=("yolo", "coco"), default="yolo")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-rect", action="store_true", help="square batches instead of rectangular")
-    parser.add_argument("--half", action="store_true", help="fp16 inference (CUDA only)")
-    parser.add_argument("--loss", action="store_true", help="also report YOLOv5's validation loss")
-    parser.add_argument(
-        "--fast-decode",
-        action="store_true",
-        help="decode JPEGs >= 2x the target DCT-scaled: faster first pass, not bit-exact with YOLOv5",
-    )
+    add_param_arguments(parser)
     parser.add_argument("--json", dest="json_out", default=None, help="write the full result as JSON here")
     parser.add_argument("--plots", default=None, help="write PR/F1/confusion PNGs here (needs matplotlib)")
     parser.set_defaults(handler=run_validate)
-
-
-def params_from_args(args: argparse.Namespace) -> ValidationParams:
-    """The pass's parameters from parsed ``validate`` arguments."""
-    return ValidationParams(
-        imgsz=args.imgsz,
-        batch_size=args.batch,
-        conf_thres=args.conf,
-        iou_thres=args.iou,
-        max_det=args.max_det,
-        multi_label=True,
-        rect=not args.no_rect,
-        protocol=args.protocol,
-        device=args.device,
-        half=args.half,
-        workers=args.workers,
-        split=args.split,
-        compute_loss=args.loss,
-        fast_decode=args.fast_decode,
-    )
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from smartcash_core.errors import InvalidParamsError
+
 if TYPE_CHECKING:
     from smartcash_core.metrics import DetectionEvaluator
 
@@ -53,36 +55,75 @@ ValidationSource = str | Path | Sequence[UploadedSample]
 
 
 @dataclass(frozen=True)
+class ParamSpec:
+    """How one :class:`ValidationParams` field is offered and bounded, declared once beside the field.
+
+    The CLI flags (``smartcash validate``) and the service's request schema (``params`` of a validation) are
+    generated from these; :func:`check_params` enforces the bounds for every caller, the library included.
+    """
+
+    help: str
+    flag: str | None = None  # CLI option; a bool whose default is True gets ``--no-<flag>`` instead
+    ge: float | None = None
+    le: float | None = None
+    choices: tuple[str, ...] | None = None
+    in_request: bool = True  # part of the service's ``params`` object (device and split come from elsewhere)
+
+
+def _param(default: Any, spec: ParamSpec) -> Any:
+    return field(default=default, metadata={"spec": spec})
+
+
+@dataclass(frozen=True)
 class ValidationParams:
-    imgsz: int = 640
-    batch_size: int = 16
-    conf_thres: float = 0.001
-    iou_thres: float = 0.6
-    max_det: int = 300
-    multi_label: bool = True
-    rect: bool = True
-    protocol: Protocol = "yolo"
-    device: str = "auto"
-    half: bool = False
-    workers: int = 2
-    split: str = "val"
-    compute_loss: bool = False  # also report YOLOv5's validation loss (box, obj, cls) in metrics["loss"]
-    fast_decode: bool = False  # JPEG draft decoding from 2x the target: faster cold passes, not bit-exact
+    """The knobs of one pass. Adding a parameter = adding one field here with its :class:`ParamSpec`."""
+
+    imgsz: int = _param(640, ParamSpec("letterbox size in pixels", "imgsz", ge=32, le=4096))
+    batch_size: int = _param(16, ParamSpec("images per forward pass", "batch", ge=1, le=512))
+    conf_thres: float = _param(0.001, ParamSpec("confidence threshold of NMS", "conf", ge=0.0, le=1.0))
+    iou_thres: float = _param(0.6, ParamSpec("IoU threshold of NMS", "iou", ge=0.0, le=1.0))
+    max_det: int = _param(300, ParamSpec("detections kept per image", "max-det", ge=1, le=30000))
+    multi_label: bool = _param(True, ParamSpec("NMS keeps every class above conf per box (YOLOv5 val)"))
+    rect: bool = _param(True, ParamSpec("rectangular batches as in YOLOv5 val.py (off: square)", "rect"))
+    protocol: Protocol = _param(  # noqa: RUF009 (returns a dataclass field, like field())
+        "yolo", ParamSpec("metrics: YOLOv5 val.py or pycocotools", "protocol", choices=("yolo", "coco"))
+    )
+    device: str = _param("auto", ParamSpec("auto, cpu, cuda, cuda:N or mps", "device", in_request=False))
+    half: bool = _param(False, ParamSpec("fp16 inference (CUDA only)", "half"))
+    workers: int = _param(2, ParamSpec("background decode workers", "workers", ge=0, le=32))
+    split: str = _param("val", ParamSpec("dataset split to validate", "split", in_request=False))
+    compute_loss: bool = _param(
+        False, ParamSpec("also report YOLOv5's validation loss (box, obj, cls) in metrics.loss", "loss")
+    )
+    fast_decode: bool = _param(
+        False,
+        ParamSpec("decode large JPEGs DCT-scaled from 2x the target: faster, not bit-exact", "fast-decode"),
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def param_specs() -> dict[str, ParamSpec]:
+    """Every parameter's spec, in declaration order."""
+    return {item.name: item.metadata["spec"] for item in fields(ValidationParams)}
+
+
 def check_params(params: ValidationParams) -> None:
-    """Raise ``ValueError`` naming every bound a pass needs when ``params`` breaks one."""
-    if params.imgsz < 32 or params.batch_size < 1 or params.max_det < 1 or params.workers < 0:
-        raise ValueError(
-            f"invalid params: imgsz >= 32, batch_size >= 1, max_det >= 1, workers >= 0 are required "
-            f"(got imgsz={params.imgsz}, batch_size={params.batch_size}, max_det={params.max_det}, "
-            f"workers={params.workers})"
-        )
-    if params.protocol not in ("yolo", "coco"):
-        raise ValueError(f"protocol must be 'yolo' or 'coco', got {params.protocol!r}")
+    """Raise :class:`InvalidParamsError` (a ``ValueError``) naming the parameter, its value and its bounds
+    when ``params`` breaks one."""
+    for name, spec in param_specs().items():
+        value = getattr(params, name)
+        if spec.choices is not None and value not in spec.choices:
+            raise InvalidParamsError(f"{name} must be one of {', '.join(spec.choices)}; got {value!r}")
+        if spec.ge is not None and value < spec.ge:
+            raise InvalidParamsError(f"{name} must be at least {spec.ge:g}{_upper(spec)}; got {value!r}")
+        if spec.le is not None and value > spec.le:
+            raise InvalidParamsError(f"{name} must be at most {spec.le:g}; got {value!r}")
+
+
+def _upper(spec: ParamSpec) -> str:
+    return "" if spec.le is None else f" and at most {spec.le:g}"
 
 
 @dataclass
