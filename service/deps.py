@@ -12,11 +12,11 @@ from fastapi.security import APIKeyHeader
 
 from service.errors import Unauthorized
 from service.jobs import JobManager
-from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.schemas import JOB_ID_PATTERN
 from service.settings import Settings
 from service.store import JobRecord
+from service.telemetry import ServiceTelemetry
 from service.uploads import UploadLimits, UploadSlots
 from smartcash_core.cache import clear_data_caches, get_cache_info
 
@@ -28,7 +28,7 @@ class ServiceState:
     settings: Settings
     registry: ModelRegistry
     jobs: JobManager
-    metrics: ServiceMetrics
+    telemetry: ServiceTelemetry
     cache_info: Callable[[], dict[str, dict[str, int]]] = get_cache_info
     clear_caches: Callable[[], None] = clear_data_caches
     upload_slots: UploadSlots = field(init=False)

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import Conflict, NotFound, QueueFull
-from service.metrics import ServiceMetrics
 from service.registry import ModelEntry
 from service.store import FINAL_STATUSES, JobRecord, JobStore
+from service.telemetry import ServiceTelemetry
 from smartcash_core.checkpoint import LoadedModel
 from smartcash_core.errors import Cancelled, SmartCashError
 from smartcash_core.validation.params import (
@@ -140,7 +140,7 @@ class JobManager:
         runner: ValidationRunner,
         max_queue: int,
         retry_after_s: int,
-        metrics: ServiceMetrics,
+        telemetry: ServiceTelemetry,
         worker_nice: int = 0,
     ) -> None:
         self.store = store
@@ -148,7 +148,7 @@ class JobManager:
         self._runner = runner
         self._max_queue = max_queue
         self._retry_after_s = retry_after_s
-        self._metrics = metrics
+        self._telemetry = telemetry
         self._workers: dict[str, DeviceWorker] = {}
         self._live: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -314,7 +314,7 @@ class JobManager:
             self._live.pop(job.id, None)
         job.finished.set()  # after the store write, so a waiter always reads the final record
         seconds = None if started is None else time.perf_counter() - started
-        self._metrics.job_finished(status, seconds)
+        self._telemetry.job_finished(status, seconds)
         log.info("job finished", extra={"job_id": job.id, "status": status, "seconds": seconds})
 
     # -- plots ------------------------------------------------------------------------------------------

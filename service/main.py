@@ -24,11 +24,11 @@ from service.docs import install_offline_docs
 from service.errors import ServiceError, install_error_handlers
 from service.jobs import JobManager, ValidationRunner
 from service.logs import configure_logging, new_request_id, request_id_var
-from service.metrics import ServiceMetrics
 from service.registry import ModelLoader, ModelRegistry
-from service.routes import cache, health, metrics, models, validations
+from service.routes import cache, health, models, telemetry, validations
 from service.settings import Settings
 from service.store import JobStore
+from service.telemetry import ServiceTelemetry
 from smartcash_core.cache import clear_data_caches, configure_caches, get_cache_info
 from smartcash_core.errors import SmartCashError
 
@@ -69,7 +69,7 @@ def create_app(
     settings = settings or Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     configure_caches(image_bytes=settings.image_cache_bytes, label_bytes=settings.label_cache_bytes)
-    metrics_ = ServiceMetrics(get_cache_info)
+    telemetry_ = ServiceTelemetry(get_cache_info)
     store = JobStore(settings.database_path)
     interrupted = store.mark_interrupted()
     if interrupted:
@@ -78,18 +78,18 @@ def create_app(
         settings.checkpoint_root,
         settings.device,
         loader or _default_loader(),
-        on_load=metrics_.model_load_seconds.observe,
+        on_load=telemetry_.model_load_seconds.observe,
     )
     jobs = JobManager(
         store,
         contained_runner(runner or _default_runner(), settings.data_root),
         settings.max_queue,
         settings.retry_after_s,
-        metrics_,
+        telemetry_,
         worker_nice=settings.worker_nice,
     )
-    metrics_.bind_gauges(jobs.queue_depth, lambda: len(registry))
-    state = ServiceState(settings, registry, jobs, metrics_, get_cache_info, clear_data_caches)
+    telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
+    state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
 
     app = FastAPI(
         title="SmartCash Validation Service",
@@ -105,9 +105,9 @@ def create_app(
     app.include_router(health.router)
     for module in (models, validations, cache):
         app.include_router(module.router, dependencies=protected)
-    app.include_router(metrics.router, dependencies=protected)
+    app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics_)  # type: ignore[arg-type]
+    app.add_middleware(RequestContextMiddleware, telemetry=telemetry_)  # type: ignore[arg-type]
     return app
 
 
@@ -146,9 +146,9 @@ class RequestContextMiddleware:
     Pure ASGI (not ``BaseHTTPMiddleware``) so streaming responses such as SSE pass through untouched.
     """
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: ASGIApp, telemetry: ServiceTelemetry) -> None:
         self.app = app
-        self.metrics = metrics
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -178,7 +178,7 @@ class RequestContextMiddleware:
     def _record(self, scope: Scope, status_code: int, seconds: float) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"  # templates, not raw paths: bounded labels
-        self.metrics.observe_request(scope["method"], template, status_code, seconds)
+        self.telemetry.observe_request(scope["method"], template, status_code, seconds)
         log.info(
             "request",
             extra={

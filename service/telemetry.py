@@ -46,7 +46,7 @@ class _CacheCollector(Collector):
         yield from (size, bound, ratio, entries)
 
 
-class ServiceMetrics:
+class ServiceTelemetry:
     """The service's metrics; ``render()`` gives the Prometheus text exposition."""
 
     def __init__(self, cache_info: CacheInfo) -> None:

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from service.deps import StateDep
 from service.schemas import ErrorResponse
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["telemetry"])
 
 
 @router.get(
@@ -17,5 +17,5 @@ router = APIRouter(tags=["metrics"])
     summary="Prometheus metrics",
     responses={200: {"content": {"text/plain": {}}}, 401: {"model": ErrorResponse}},
 )
-def metrics(state: StateDep) -> Response:
-    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+def prometheus_metrics(state: StateDep) -> Response:
+    return Response(state.telemetry.render(), media_type=CONTENT_TYPE_LATEST)
