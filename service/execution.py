@@ -71,9 +71,12 @@ class JobExecutor:
         self.live = live
         self.plots = plots
         self._metrics = metrics
+        self.stopping = False  # the replica shuts down: claim nothing more
 
     # -- claim ---------------------------------------------------------------------------------------
     def claim(self, device: str) -> Job | None:
+        if self.stopping:
+            return None
         digests = sorted({entry.file_sha256 for entry in self.registry.entries() if entry.device == device})
         record = self.store.claim(self.replica, digests)
         if record is None:
@@ -96,6 +99,8 @@ class JobExecutor:
 
     # -- run -----------------------------------------------------------------------------------------
     def run(self, job: Job) -> None:
+        if self.stopping:
+            job.stop("stopping")  # claimed while the replica began to stop: end it before it starts
         started = time.perf_counter()
         try:
             model, source, params = self._inputs(job)

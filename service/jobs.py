@@ -68,12 +68,16 @@ class JobManager:
         self._workers: dict[str, DeviceWorker] = {}
         self._keeper = LeaseKeeper(self._keep_leases, interval_s=max(0.05, store.lease_s / 3))
         self._workers_lock = threading.Lock()
+        self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
         """Recover what a previous process left, then keep leases. Unshared store: every active job in it
         belongs to a dead process. Shared store: only this replica id's (a restart with a fixed id);
         other replicas' jobs are left to their leases."""
+        if self._started:  # an app's lifespan may be entered more than once (test clients do)
+            return
+        self._started = True
         if self.store.shared:
             recovered = self.store.release(self.replica, "the replica restarted while this job was active")
         else:
@@ -111,6 +115,7 @@ class JobManager:
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the jobs running here (they end ``interrupted``), the workers and the lease keeper; jobs
         this replica still holds (uploads not started yet) are marked ``interrupted`` too."""
+        self._executor.stopping = True  # no new claims; a job claimed in this very moment stops at once
         for job in self._live.values():
             if job.running:
                 job.stop("stopping")
@@ -147,8 +152,10 @@ class JobManager:
             total=total,
             pinned_to=self.replica if samples is not None else None,
         )
+        # since=inf: the lease keeper must not judge the job before its row exists (set just below)
+        held = Job(id=record.id, model=model.name, total=total, samples=samples, since=float("inf"))
         if samples is not None:  # held before the row exists: a worker may claim it the moment it does
-            self._live.add(Job(id=record.id, model=model.name, total=total, samples=samples))
+            self._live.add(held)
         if not self.store.create(record, self.config.max_queue):
             self._live.pop(record.id)
             raise QueueFull(
@@ -156,6 +163,7 @@ class JobManager:
                 f"retry after {self.config.retry_after_s} s, or raise SMARTCASH_MAX_QUEUE",
                 headers={"Retry-After": str(self.config.retry_after_s)},
             )
+        held.since = min(held.since, time.monotonic())
         own = self.ensure_worker(model.device)
         for worker in list(self._workers.values()):
             worker.wake()
@@ -172,8 +180,13 @@ class JobManager:
         record = self.store.get(job_id, with_result=with_result)
         if record is None:
             raise NotFound(f"no validation job {job_id!r}", "GET /v1/validations lists the known jobs")
-        job = self.live(job_id)
-        if job is not None and job.running:  # memory is fresher than the throttled progress in the store
+        return self.with_live_progress(record)
+
+    def with_live_progress(self, record: JobRecord) -> JobRecord:
+        """The record with this replica's in-memory progress when the job runs here (fresher than the
+        throttled copy in the store)."""
+        job = self.live(record.id)
+        if job is not None and job.running:
             state = job.snapshot()
             if record.status not in FINAL_STATUSES and state["status"] not in FINAL_STATUSES:
                 record.done, record.total, record.stage = state["done"], state["total"], state["stage"]

@@ -30,7 +30,7 @@ from service.registry import ModelLoader, ModelRegistry
 from service.routes import cache, health, metrics, models, validations
 from service.settings import Settings
 from service.sources import resolve_dataset
-from service.store import open_store
+from service.store import JobStore, open_store
 from smartcash_core.cache import clear_data_caches, configure_caches, get_cache_info
 from smartcash_core.errors import SmartCashError
 
@@ -84,21 +84,7 @@ def create_app(
         loader or _default_loader(),
         on_load=metrics_.model_load_seconds.observe,
     )
-    jobs = JobManager(
-        store,
-        registry,
-        contained_runner(runner or _default_runner(), settings.data_root),
-        partial(resolve_dataset, settings.data_root),
-        PlotArtifacts(store, settings.state_dir / "plots"),
-        metrics_,
-        QueueConfig(
-            replica=settings.replica_name(),
-            max_queue=settings.max_queue,
-            retry_after_s=settings.retry_after_s,
-            claim_poll_s=settings.claim_poll_s,
-            worker_nice=settings.worker_nice,
-        ),
-    )
+    jobs = _job_manager(settings, store, registry, runner or _default_runner(), metrics_)
     metrics_.bind_gauges(jobs.queue_depth, lambda: len(registry))
     state = ServiceState(settings, registry, jobs, metrics_, get_cache_info, clear_data_caches)
 
@@ -118,6 +104,30 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, metrics=metrics_)  # type: ignore[arg-type]
     log.info("job store: %s (replica %s)", store.backend, jobs.replica)
     return app
+
+
+def _job_manager(
+    settings: Settings,
+    store: JobStore,
+    registry: ModelRegistry,
+    runner: ValidationRunner,
+    metrics_: ServiceMetrics,
+) -> JobManager:
+    return JobManager(
+        store,
+        registry,
+        contained_runner(runner, settings.data_root),
+        partial(resolve_dataset, settings.data_root),
+        PlotArtifacts(store, settings.state_dir / "plots"),
+        metrics_,
+        QueueConfig(
+            replica=settings.replica_name(),
+            max_queue=settings.max_queue,
+            retry_after_s=settings.retry_after_s,
+            claim_poll_s=settings.claim_poll_s,
+            worker_nice=settings.worker_nice,
+        ),
+    )
 
 
 def _lifespan(state: ServiceState) -> Callable[[FastAPI], Any]:

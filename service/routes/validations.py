@@ -173,7 +173,7 @@ def list_validations(
     status_filter: Annotated[JobStatusName | None, Query(alias="status")] = None,
 ) -> ValidationPage:
     records, total = jobs.store.list(offset, limit, status_filter)
-    items = [ValidationJob.from_record(jobs.record(r.id, with_result=False)) for r in records]
+    items = [ValidationJob.from_record(jobs.with_live_progress(record)) for record in records]
     return ValidationPage(items=items, total=total, offset=offset, limit=limit)
 
 

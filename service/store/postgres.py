@@ -108,6 +108,14 @@ class PostgresJobStore(SqlJobStore):
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise StoreUnavailable(f"the job store at {self.url} did not answer: {exc}", _FIX) from exc
 
+    @contextmanager
+    def _statement(self, write: bool) -> Iterator[_PgTx]:
+        try:
+            with self._pool.connection() as conn:  # autocommit: the statement is its own transaction
+                yield _PgTx(conn)
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            raise StoreUnavailable(f"the job store at {self.url} did not answer: {exc}", _FIX) from exc
+
     def _lock_queue(self, tx: Any) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (QUEUE_LOCK,))
 

@@ -55,6 +55,11 @@ class SqlJobStore(ABC):
     def _transaction(self, write: bool) -> AbstractContextManager[Tx]:
         """A transaction: committed when the block exits normally, rolled back when it raises."""
 
+    def _statement(self, write: bool) -> AbstractContextManager[Tx]:
+        """Where one statement runs alone: atomic by itself, so a backend may skip BEGIN/COMMIT (two round
+        trips less on PostgreSQL, for the calls made most: progress, renewals, claims, reads)."""
+        return self._transaction(write)
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -93,7 +98,7 @@ class SqlJobStore(ABC):
         return True
 
     def queued_count(self) -> int:
-        with self._transaction(write=False) as tx:
+        with self._statement(write=False) as tx:
             return self._queued(tx)
 
     @staticmethod
@@ -104,7 +109,7 @@ class SqlJobStore(ABC):
         if not model_digests:
             return None
         digests = ", ".join("?" for _ in model_digests)
-        with self._transaction(write=True) as tx:
+        with self._statement(write=True) as tx:
             rows = tx.execute(
                 f"UPDATE jobs SET status = 'running', owner = ?, started_at = {self._NOW}, "
                 f"lease_expires_at = {self._NOW} + ?, attempts = attempts + 1 "
@@ -118,7 +123,7 @@ class SqlJobStore(ABC):
 
     # -- while a job runs --------------------------------------------------------------------------------
     def report_progress(self, job_id: str, owner: str, done: int, total: int, stage: str) -> str | None:
-        with self._transaction(write=True) as tx:
+        with self._statement(write=True) as tx:
             rows = tx.execute(
                 f"UPDATE jobs SET done = ?, total = ?, stage = ?, lease_expires_at = {self._NOW} + ? "
                 f"WHERE id = ? AND owner = ? AND status IN {_RUNNING} RETURNING status",
@@ -127,7 +132,7 @@ class SqlJobStore(ABC):
         return str(rows[0][0]) if rows else None
 
     def renew_leases(self, owner: str) -> dict[str, str]:
-        with self._transaction(write=True) as tx:
+        with self._statement(write=True) as tx:
             rows = tx.execute(
                 f"UPDATE jobs SET lease_expires_at = {self._NOW} + ? "
                 f"WHERE owner = ? AND status IN {_ACTIVE} RETURNING id, status",
@@ -179,7 +184,7 @@ class SqlJobStore(ABC):
         return self._interrupt(f"status IN {_ACTIVE}", (), _RESTART_ERROR)
 
     def _interrupt(self, where: str, args: tuple[Any, ...], error: dict[str, str]) -> int:
-        with self._transaction(write=True) as tx:
+        with self._statement(write=True) as tx:
             return tx.execute(
                 f"UPDATE jobs SET status = 'interrupted', finished_at = {self._NOW}, error = ?, "
                 f"lease_expires_at = NULL WHERE {where}",
@@ -208,7 +213,7 @@ class SqlJobStore(ABC):
 
     def get(self, job_id: str, with_result: bool = True) -> JobRecord | None:
         columns = _COLUMNS + (", result" if with_result else "")
-        with self._transaction(write=False) as tx:
+        with self._statement(write=False) as tx:
             row = tx.execute(f"SELECT {columns} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _record(row, with_result)
 
@@ -234,14 +239,14 @@ class SqlJobStore(ABC):
         return ImagePage(items=[json.loads(row[0]) for row in rows], total=total)
 
     def per_image_all(self, job_id: str) -> list[dict[str, Any]]:
-        with self._transaction(write=False) as tx:
+        with self._statement(write=False) as tx:
             rows = tx.execute(
                 "SELECT data FROM job_images WHERE job_id = ? ORDER BY ordinal", (job_id,)
             ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def put_artifact(self, job_id: str, name: str, content: bytes) -> None:
-        with self._transaction(write=True) as tx:
+        with self._statement(write=True) as tx:
             self._put_artifact(tx, job_id, name, content)
 
     def _put_artifact(self, tx: Tx, job_id: str, name: str, content: bytes) -> None:
@@ -254,7 +259,7 @@ class SqlJobStore(ABC):
         )
 
     def get_artifact(self, job_id: str, name: str) -> bytes | None:
-        with self._transaction(write=False) as tx:
+        with self._statement(write=False) as tx:
             row = tx.execute(
                 "SELECT content FROM job_artifacts WHERE job_id = ? AND name = ?", (job_id, name)
             ).fetchone()

@@ -130,7 +130,6 @@ def test_cancel_on_b_stops_a_job_running_on_a(
         assert final["error"]["code"] == "cancelled"
 
 
-@pytest.mark.slow
 def test_jobs_submitted_to_both_replicas_run_exactly_once(
     replicas: tuple[ServerProcess, ServerProcess], tiny_dataset: str, database: str
 ) -> None:
@@ -154,7 +153,6 @@ def test_jobs_submitted_to_both_replicas_run_exactly_once(
     assert rows == [(1, JOBS)]  # each job was claimed once
 
 
-@pytest.mark.slow
 def test_kill9_of_a_replica_mid_job_is_seen_by_another_after_the_lease(
     replicas: tuple[ServerProcess, ServerProcess],
     database: str,

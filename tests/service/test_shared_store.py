@@ -109,6 +109,8 @@ def test_cancel_on_b_stops_a_job_running_on_a_and_sse_on_b_follows_it(
     _until(lambda: b.get(f"/v1/validations/{job_id}").json()["progress"]["done"] >= 4)
     assert b.post(f"/v1/validations/{job_id}/cancel").json()["status"] == "cancelling"
     assert a.get(f"/v1/validations/{job_id}").json()["status"] == "cancelling"
+    # a learns of it from the store (its lease keeper, or its next progress write) and stops the run
+    _until(lambda: a.app.state.smartcash.jobs.live(job_id).stop_reason == "cancelled", timeout=10)
     gated.gate.set()
     with b.stream("GET", f"/v1/validations/{job_id}/events") as events:
         lines = [line for line in events.iter_lines() if line.startswith("data:")]
