@@ -1,362 +1,262 @@
-"""Validation jobs: one worker thread per device, each fed by a bounded queue.
+"""Validation jobs of one replica: submit to the shared queue, read, follow, cancel; workers and leases.
 
-torch only ever runs on these worker threads, so the event loop keeps answering (health probes, SSE,
-other requests) while a validation runs. Every state change is mirrored into the SQLite store so results
-outlive the process; live progress is also kept in memory for SSE.
+Every job lives in the job store (SQLite for one replica, PostgreSQL shared by several), which is also the
+queue: a submission is a ``queued`` row, and any replica's device worker with the job's checkpoint loaded
+claims it (see ``service.execution``). Reads go to the store, so any replica answers for any job; for jobs
+running here, memory has fresher progress than the throttled store copy. Uploads are held in the memory of
+the replica that received them and pinned to it: only it can run them.
+
+One lease keeper thread per replica renews the leases of the jobs it holds, stops the ones cancelled from
+another replica, and marks other replicas' jobs ``interrupted`` once their lease has run out.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from service.artifacts import PlotArtifacts
 from service.errors import Conflict, NotFound, QueueFull
-from service.registry import ModelEntry
+from service.execution import DatasetResolver, JobExecutor, ValidationRunner
+from service.live import Job, LiveJobs
+from service.registry import ModelEntry, ModelRegistry
 from service.store import FINAL_STATUSES, JobRecord, JobStore
 from service.telemetry import ServiceTelemetry
-from smartcash_core.checkpoint import LoadedModel
-from smartcash_core.errors import Cancelled, SmartCashError
-from smartcash_core.validation.params import (
-    ProgressCallback,
-    ValidationParams,
-    ValidationResult,
-    ValidationSource,
-)
+from service.worker import DeviceWorker, LeaseKeeper
+from smartcash_core.validation.params import UploadedSample, ValidationParams
 
+__all__ = ["Job", "JobManager", "QueueConfig", "ValidationRunner"]
 log = logging.getLogger("smartcash.service.jobs")
-
-ValidationRunner = Callable[
-    [LoadedModel, ValidationSource, ValidationParams, ProgressCallback | None, threading.Event | None],
-    ValidationResult,
-]
-_STOP = object()  # queue sentinel that ends a worker thread
-_PROGRESS_WRITE_INTERVAL_S = 0.5  # progress reaches SQLite at most this often (memory is always current)
+_CLAIM_HANDOFF_S = 0.5  # longest a submission waits for an idle local worker to look at the queue
 
 
-@dataclass
-class Job:
-    """A job's live state; the durable copy lives in the store."""
-
-    id: str
-    model: ModelEntry
-    source: ValidationSource | None
-    params: ValidationParams
-    status: str = "queued"
-    done: int = 0
-    total: int = 0
-    stage: str = ""
-    version: int = 0
-    cancel: threading.Event = field(default_factory=threading.Event)
-    finished: threading.Event = field(default_factory=threading.Event)
-    last_write: float = 0.0
-    closing: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            return {
-                "status": self.status,
-                "done": self.done,
-                "total": self.total,
-                "stage": self.stage,
-                "version": self.version,
-            }
-
-    def update(self, **changes: Any) -> None:
-        with self.lock:
-            for name, value in changes.items():
-                setattr(self, name, value)
-            self.version += 1
-
-
-def lower_thread_priority(increment: int) -> None:
-    """Raise the calling thread's niceness by ``increment`` (Linux: niceness is per thread).
-
-    Threads started from this one inherit it: torch's intra-op pool and the decode workers. With the
-    validation work niced, the event loop wins the CPU whenever it has a request, so health probes stay fast
-    while a validation keeps every core busy; the pass itself loses almost nothing (the loop is mostly idle).
-    """
-    if increment <= 0 or not hasattr(os, "setpriority"):
-        return
-    thread_id = threading.get_native_id()
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, thread_id)
-        os.setpriority(os.PRIO_PROCESS, thread_id, min(19, current + increment))
-    except OSError as exc:  # not permitted or not supported: keep running at normal priority
-        log.warning("could not lower the worker thread's priority: %s", exc)
-
-
-class DeviceWorker:
-    """One thread that runs the jobs of one device, in order, from a bounded queue."""
-
-    def __init__(
-        self, device: str, max_queue: int, run_job: Callable[[Job], None], nice_increment: int = 0
-    ) -> None:
-        self.device = device
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self._run_job = run_job
-        self._nice_increment = nice_increment
-        self.thread = threading.Thread(target=self._loop, name=f"smartcash-worker-{device}", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        lower_thread_priority(self._nice_increment)
-        while True:
-            item = self.queue.get()
-            if item is _STOP:
-                return
-            try:
-                self._run_job(item)
-            except Exception:  # a bug in job bookkeeping must not kill the device's only worker
-                log.exception("worker %s: job bookkeeping failed", self.device)
-
-    def stop(self, timeout: float) -> None:
-        # Put blocks only if the queue is full; bound it so shutdown never hangs.
-        try:
-            self.queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            log.warning(
-                "worker %s: queue full at shutdown, thread left to exit with the process", self.device
-            )
-            return
-        self.thread.join(timeout)
+@dataclass(frozen=True)
+class QueueConfig:
+    replica: str  # this replica's id: the owner name on its leases
+    max_queue: int  # queued jobs in the store (all replicas) before 429
+    retry_after_s: int
+    claim_poll_s: float = 0.5
+    worker_nice: int = 0
 
 
 class JobManager:
-    """Submits, runs, cancels and tracks validation jobs."""
+    """Submits, tracks and cancels validation jobs; runs the device workers and the lease keeper."""
 
     def __init__(
         self,
         store: JobStore,
+        registry: ModelRegistry,
         runner: ValidationRunner,
-        max_queue: int,
-        retry_after_s: int,
+        resolve_dataset: DatasetResolver,
+        plots: PlotArtifacts,
         telemetry: ServiceTelemetry,
-        worker_nice: int = 0,
+        config: QueueConfig,
     ) -> None:
         self.store = store
-        self._worker_nice = worker_nice
-        self._runner = runner
-        self._max_queue = max_queue
-        self._retry_after_s = retry_after_s
+        self.plots = plots
+        self.config = config
+        self.replica = config.replica
         self._telemetry = telemetry
+        self._live = LiveJobs()
+        self._executor = JobExecutor(
+            config.replica, store, registry, runner, resolve_dataset, self._live, plots, telemetry
+        )
         self._workers: dict[str, DeviceWorker] = {}
-        self._live: dict[str, Job] = {}
-        self._lock = threading.Lock()
-        # <state_dir>/plots/<job id>/: plot data saved at job time, PNGs rendered on first request
-        self.plots_root = Path(store.path).parent / "plots"
-        self._plots_enabled = importlib.util.find_spec("matplotlib") is not None
+        self._keeper = LeaseKeeper(self._keep_leases, interval_s=max(0.05, store.lease_s / 3))
+        self._workers_lock = threading.Lock()
+        self._started = False
 
-    # -- workers ---------------------------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Recover what a previous process left, then keep leases. Unshared store: every active job in it
+        belongs to a dead process. Shared store: only this replica id's (a restart with a fixed id);
+        other replicas' jobs are left to their leases."""
+        if self._started:  # an app's lifespan may be entered more than once (test clients do)
+            return
+        self._started = True
+        if self.store.shared:
+            recovered = self.store.release(self.replica, "the replica restarted while this job was active")
+        else:
+            recovered = self.store.interrupt_unfinished()
+        if recovered:
+            log.warning("marked %d jobs of a previous run interrupted", recovered)
+        self._keeper.start()
+
     def ensure_worker(self, device: str) -> DeviceWorker:
-        with self._lock:
+        with self._workers_lock:
             worker = self._workers.get(device)
             if worker is None:
-                worker = DeviceWorker(device, self._max_queue, self._run, self._worker_nice)
-                self._workers[device] = worker
-            return worker
+                worker = DeviceWorker(
+                    device,
+                    self._executor.claim,
+                    self._executor.run,
+                    poll_s=self.config.claim_poll_s,
+                    nice_increment=self.config.worker_nice,
+                )
+                self._workers = {**self._workers, device: worker}  # copy-on-write: readers need no lock
+        worker.wake()
+        return worker
 
     def workers_alive(self) -> bool:
-        with self._lock:
-            workers = list(self._workers.values())
+        workers = list(self._workers.values())
         return bool(workers) and all(worker.thread.is_alive() for worker in workers)
 
-    def queue_depth(self) -> int:
-        with self._lock:
-            return sum(worker.queue.qsize() for worker in self._workers.values())
+    def queue_depth(self) -> float:
+        """Jobs queued in the store (all replicas); NaN while the store does not answer."""
+        try:
+            return float(self.store.queued_count())
+        except Exception:
+            return float("nan")
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel what runs, stop the workers; unfinished jobs read ``interrupted`` after a restart."""
-        with self._lock:
-            live, workers = list(self._live.values()), list(self._workers.values())
-        for job in live:
-            job.cancel.set()
-        for worker in workers:
+        """Stop the jobs running here (they end ``interrupted``), the workers and the lease keeper; jobs
+        this replica still holds (uploads not started yet) are marked ``interrupted`` too."""
+        self._executor.stopping = True  # no new claims; a job claimed in this very moment stops at once
+        for job in self._live.values():
+            if job.running:
+                job.stop("stopping")
+        for worker in list(self._workers.values()):
             worker.stop(timeout)
+        self._keeper.stop(timeout)
+        try:
+            self.store.release(self.replica, "the replica stopped while this job was active")
+        except Exception as exc:  # the store is down: the leases run out and another replica sweeps
+            log.warning("could not release this replica's jobs: %s", exc)
 
-    # -- submit / cancel / read -------------------------------------------------------------------------
+    # -- submit ----------------------------------------------------------------------------------------
     def submit(
         self,
         model: ModelEntry,
-        source: ValidationSource,
         source_kind: str,
         source_label: str,
         params: ValidationParams,
-        total: int = 0,
-    ) -> Job:
-        """Record and enqueue a job; ``QueueFull`` (429) when the device's queue has no room."""
-        job = Job(id=uuid.uuid4().hex, model=model, source=source, params=params, total=total)
+        samples: list[UploadedSample] | None = None,
+    ) -> str:
+        """Queue a job; ``QueueFull`` (429) when the store already holds ``max_queue`` queued jobs.
+
+        ``samples`` (an upload) stay in this replica's memory, and the job is pinned here."""
+        total = len(samples) if samples is not None else 0
         record = JobRecord(
-            id=job.id,
+            id=uuid.uuid4().hex,
             status="queued",
             model=model.name,
+            model_sha256=model.file_sha256,
             source_kind=source_kind,
             source=source_label,
             params=params.to_dict(),
             created_at=time.time(),
             total=total,
+            pinned_to=self.replica if samples is not None else None,
         )
-        worker = self.ensure_worker(model.device)
-        with self._lock:  # record + enqueue atomically, so a refused job leaves no trace
-            self.store.create(record)
-            try:
-                worker.queue.put_nowait(job)
-            except queue.Full:
-                self.store.delete(job.id)
-                raise QueueFull(
-                    f"the {model.device} queue already holds {self._max_queue} waiting jobs",
-                    f"retry after {self._retry_after_s} s, or raise SMARTCASH_MAX_QUEUE",
-                    headers={"Retry-After": str(self._retry_after_s)},
-                ) from None
-            self._live[job.id] = job
-        log.info("job queued", extra={"job_id": job.id, "model": model.name, "source": source_label})
-        return job
+        # since=inf: the lease keeper must not judge the job before its row exists (set just below)
+        held = Job(id=record.id, model=model.name, total=total, samples=samples, since=float("inf"))
+        if samples is not None:  # held before the row exists: a worker may claim it the moment it does
+            self._live.add(held)
+        if not self.store.create(record, self.config.max_queue):
+            self._live.pop(record.id)
+            raise QueueFull(
+                f"the queue already holds {self.config.max_queue} waiting jobs",
+                f"retry after {self.config.retry_after_s} s, or raise SMARTCASH_MAX_QUEUE",
+                headers={"Retry-After": str(self.config.retry_after_s)},
+            )
+        held.since = min(held.since, time.monotonic())
+        own = self.ensure_worker(model.device)
+        for worker in list(self._workers.values()):
+            worker.wake()
+        if not own.busy:
+            own.wait_for_claim(_CLAIM_HANDOFF_S)
+        log.info("job queued", extra={"job_id": record.id, "model": model.name, "source": source_label})
+        return record.id
 
+    # -- read ------------------------------------------------------------------------------------------
     def live(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._live.get(job_id)
+        return self._live.get(job_id)
 
     def record(self, job_id: str, with_result: bool = True) -> JobRecord:
         record = self.store.get(job_id, with_result=with_result)
         if record is None:
             raise NotFound(f"no validation job {job_id!r}", "GET /v1/validations lists the known jobs")
-        job = self.live(job_id)
-        if job is not None:  # memory is fresher than the throttled progress in SQLite
+        return self.with_live_progress(record)
+
+    def with_live_progress(self, record: JobRecord) -> JobRecord:
+        """The record with this replica's in-memory progress when the job runs here (fresher than the
+        throttled copy in the store)."""
+        job = self.live(record.id)
+        if job is not None and job.running:
             state = job.snapshot()
             if record.status not in FINAL_STATUSES and state["status"] not in FINAL_STATUSES:
-                record.status, record.done, record.total, record.stage = (
-                    state["status"],
-                    state["done"],
-                    state["total"],
-                    state["stage"],
-                )
+                record.done, record.total, record.stage = state["done"], state["total"], state["stage"]
+                if record.status != "cancelling":  # a cancel from another replica is news to memory
+                    record.status = state["status"]
         return record
 
-    def cancel(self, job_id: str) -> JobRecord:
-        """Queued jobs cancel at once; running ones stop between batches (status ``cancelling``)."""
+    def progress(self, job_id: str) -> tuple[dict[str, Any], bool, bool]:
+        """``(state, finished, local)``: the job's status and progress, from memory when it runs here."""
         job = self.live(job_id)
-        if job is None:
-            record = self.record(job_id, with_result=False)
-            raise Conflict(f"job {job_id} already finished ({record.status})", "only unfinished jobs cancel")
-        with job.lock:
-            job.cancel.set()
-            status = job.status
-            if status == "running" and not job.closing:
-                job.status, job.version = "cancelling", job.version + 1
-        if status == "queued":
-            self._finish(job, "cancelled", error=_error("cancelled", "cancelled before it started"))
-        elif status == "running":
-            self.store.set_status(job.id, "cancelling")
+        if job is not None and job.running and not job.finished.is_set():
+            return job.snapshot(), False, True
+        record = self.record(job_id, with_result=False)
+        state = {"status": record.status, "done": record.done, "total": record.total, "stage": record.stage}
+        return state, record.finished, False
+
+    def wait(self, job_id: str, timeout_s: float, poll_s: float = 0.2) -> bool:
+        """Block until the job is final (at most ``timeout_s``); ``True`` when it is."""
+        job = self.live(job_id)
+        if job is not None:
+            return job.finished.wait(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while not self.record(job_id, with_result=False).finished:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+        return True
+
+    # -- cancel ----------------------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> JobRecord:
+        """From any replica: queued jobs cancel at once; running ones end between batches (``cancelling``)."""
+        outcome = self.store.cancel(job_id)
+        if outcome is None:
+            raise NotFound(f"no validation job {job_id!r}", "GET /v1/validations lists the known jobs")
+        if outcome.before in FINAL_STATUSES:
+            raise Conflict(f"job {job_id} already finished ({outcome.before})", "only unfinished jobs cancel")
+        job = self.live(job_id)
+        if outcome.after == "cancelled":
+            self._telemetry.job_finished("cancelled", None)
+            if job is not None:
+                self._release_held(job, "cancelled")
+        elif outcome.after == "cancelling" and job is not None and job.running:
+            job.stop("cancelled")  # the owner is here: no need to wait for its next look at the store
         return self.record(job_id, with_result=False)
 
-    # -- running (worker threads) -----------------------------------------------------------------------
-    def _run(self, job: Job) -> None:
-        with job.lock:  # queued -> running is atomic with cancel()'s check of the status
-            if job.cancel.is_set() or job.closing:
-                return  # cancelled while it waited in the queue
-            job.status, job.version = "running", job.version + 1
-        self.store.set_running(job.id)
-        started = time.perf_counter()
-        try:
-            result = self._runner(
-                job.model.loaded, job.source or [], job.params, self._progress_callback(job), job.cancel
-            )
-        except Cancelled:
-            self._finish(
-                job, "cancelled", error=_error("cancelled", "cancelled while running"), started=started
-            )
-        except SmartCashError as exc:
-            self._finish(job, "failed", error=_error(type(exc).__name__, str(exc)), started=started)
-        except Exception as exc:  # report the job as failed and keep serving
-            log.exception("job %s crashed", job.id)
-            self._finish(
-                job, "failed", error=_error("internal_error", f"{type(exc).__name__}: {exc}"), started=started
-            )
-        else:
-            self._save_plot_data(job.id, result)
-            self._finish(job, "succeeded", result=result.to_dict(), started=started)
-
-    def _progress_callback(self, job: Job) -> ProgressCallback:
-        def on_progress(done: int, total: int, stage: str) -> None:
-            job.update(done=done, total=total, stage=stage)
-            now = time.monotonic()
-            if now - job.last_write >= _PROGRESS_WRITE_INTERVAL_S or done >= total:
-                job.last_write = now
-                self.store.set_progress(job.id, done, total, stage)
-
-        return on_progress
-
-    def _finish(
-        self,
-        job: Job,
-        status: str,
-        result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        started: float | None = None,
-    ) -> None:
-        with job.lock:  # exactly one caller (worker or cancel) writes the final state
-            if job.closing:
-                return
-            job.closing = True
-        self.store.finish(job.id, status, result=result, error=error)
-        done = (job.total or job.done) if result is not None else job.done
-        job.update(status=status, source=None, done=done)  # drop uploaded bytes as soon as the job ends
-        with self._lock:
-            self._live.pop(job.id, None)
-        job.finished.set()  # after the store write, so a waiter always reads the final record
-        seconds = None if started is None else time.perf_counter() - started
-        self._telemetry.job_finished(status, seconds)
-        log.info("job finished", extra={"job_id": job.id, "status": status, "seconds": seconds})
-
-    # -- plots ------------------------------------------------------------------------------------------
-    def _save_plot_data(self, job_id: str, result: ValidationResult) -> None:
-        """Keep the job's fixed-size plot data (curves, matrices: tens of kB); rendering waits for a GET.
-
-        Plots are an extra: without matplotlib, or when this fails, the job still succeeds (no plots).
-        """
-        if not self._plots_enabled or result.evaluator is None:
+    def _release_held(self, job: Job, status: str) -> None:
+        """A job held here (an upload) ended without running here: drop its bytes, wake its waiters."""
+        if job.running or not job.take():
             return
-        from smartcash_core.validation.plots import PLOT_DATA_FILE, plot_data, save_plot_data
+        job.update(status=status, samples=None)
+        self._live.pop(job.id)
+        job.finished.set()
 
-        try:
-            save_plot_data(plot_data(result), self.plots_root / job_id / PLOT_DATA_FILE)
-        except (OSError, SmartCashError, ValueError, KeyError):
-            log.exception("job %s: plot data not saved; the job has no plots", job_id)
-
-    def plot_names(self, job_id: str) -> list[str]:
-        """Names of the job's plots; ``NotFound`` when it has none (unfinished, failed, no matplotlib)."""
-        from smartcash_core.validation.plots import PLOT_DATA_FILE, PLOT_NAMES
-
-        if not (self.plots_root / job_id / PLOT_DATA_FILE).is_file():
-            record = self.record(job_id, with_result=False)
-            fix = (
-                "plots exist for succeeded jobs once the service has matplotlib "
-                "(pip install 'smartcash-validation[plots]')"
-            )
-            raise NotFound(f"job {job_id} has no plots ({record.status})", fix)
-        return list(PLOT_NAMES)
-
-    def plot_path(self, job_id: str, name: str) -> Path:
-        """The PNG of plot ``name`` (rendered from the saved plot data on first request)."""
-        from smartcash_core.validation.plots import PLOT_DATA_FILE, load_plot_data, render_plot
-
-        names = self.plot_names(job_id)
-        if name not in names:  # the fixed set: nothing from the URL reaches the filesystem unchecked
-            raise NotFound(f"job {job_id} has no plot named {name!r}", f"known plots: {', '.join(names)}")
-        path = self.plots_root / job_id / name
-        if not path.is_file():
-            render_plot(load_plot_data(self.plots_root / job_id / PLOT_DATA_FILE), name, path)
-        return path
-
-
-def _error(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": message}
+    # -- leases (the keeper thread) --------------------------------------------------------------------
+    def _keep_leases(self) -> None:
+        looked_at = time.monotonic()
+        held = self.store.renew_leases(self.replica)
+        for job in self._live.values():
+            if job.since >= looked_at:  # taken after the renewal read the store: judged next time
+                continue
+            status = held.get(job.id)
+            if job.running and status is None:
+                job.stop("lost")  # marked interrupted elsewhere: stop, and nothing it writes will land
+            elif job.running and status == "cancelling":
+                job.stop("cancelled")
+            elif not job.running and status is None:  # cancelled from another replica before it ran
+                record = self.store.get(job.id, with_result=False)
+                self._release_held(job, record.status if record is not None else "interrupted")
+        expired = self.store.expire_leases()
+        if expired:
+            log.warning("marked %d jobs interrupted: their replica stopped renewing the lease", expired)
+            for _ in range(expired):
+                self._telemetry.job_finished("interrupted", None)

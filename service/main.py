@@ -12,22 +12,25 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
 
+from service.artifacts import PlotArtifacts
 from service.datasets import contained_runner
 from service.demo_model import DEMO_PRELOAD_KEYWORD, ensure_demo_checkpoint
 from service.deps import ServiceState, require_api_key
 from service.docs import install_offline_docs
 from service.errors import ServiceError, install_error_handlers
-from service.jobs import JobManager, ValidationRunner
+from service.jobs import JobManager, QueueConfig, ValidationRunner
 from service.logs import configure_logging, new_request_id, request_id_var
 from service.registry import ModelLoader, ModelRegistry
 from service.routes import cache, health, models, telemetry, validations
 from service.settings import Settings
-from service.store import JobStore
+from service.sources import resolve_dataset
+from service.store import JobStore, open_store
 from service.telemetry import ServiceTelemetry
 from smartcash_core.cache import clear_data_caches, configure_caches, get_cache_info
 from smartcash_core.errors import SmartCashError
@@ -65,29 +68,24 @@ def create_app(
     runner: ValidationRunner | None = None,
     loader: ModelLoader | None = None,
 ) -> FastAPI:
-    """Build the service. Jobs left unfinished by a previous process are marked ``interrupted`` now."""
+    """Build the service: open (and migrate) the job store; jobs are recovered when the app starts."""
     settings = settings or Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     configure_caches(image_bytes=settings.image_cache_bytes, label_bytes=settings.label_cache_bytes)
     telemetry_ = ServiceTelemetry(get_cache_info)
-    store = JobStore(settings.database_path)
-    interrupted = store.mark_interrupted()
-    if interrupted:
-        log.warning("marked %d unfinished jobs of a previous run as interrupted", interrupted)
+    store = open_store(
+        settings.database_url_value(),
+        settings.database_path,
+        lease_s=settings.lease_s,
+        pool_size=settings.database_pool_size,
+    )
     registry = ModelRegistry(
         settings.checkpoint_root,
         settings.device,
         loader or _default_loader(),
         on_load=telemetry_.model_load_seconds.observe,
     )
-    jobs = JobManager(
-        store,
-        contained_runner(runner or _default_runner(), settings.data_root),
-        settings.max_queue,
-        settings.retry_after_s,
-        telemetry_,
-        worker_nice=settings.worker_nice,
-    )
+    jobs = _job_manager(settings, store, registry, runner or _default_runner(), telemetry_)
     telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
     state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
 
@@ -108,13 +106,39 @@ def create_app(
     app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)
     app.add_middleware(RequestContextMiddleware, telemetry=telemetry_)  # type: ignore[arg-type]
+    log.info("job store: %s (replica %s)", store.backend, jobs.replica)
     return app
+
+
+def _job_manager(
+    settings: Settings,
+    store: JobStore,
+    registry: ModelRegistry,
+    runner: ValidationRunner,
+    telemetry_: ServiceTelemetry,
+) -> JobManager:
+    return JobManager(
+        store,
+        registry,
+        contained_runner(runner, settings.data_root),
+        partial(resolve_dataset, settings.data_root),
+        PlotArtifacts(store, settings.state_dir / "plots"),
+        telemetry_,
+        QueueConfig(
+            replica=settings.replica_name(),
+            max_queue=settings.max_queue,
+            retry_after_s=settings.retry_after_s,
+            claim_poll_s=settings.claim_poll_s,
+            worker_nice=settings.worker_nice,
+        ),
+    )
 
 
 def _lifespan(state: ServiceState) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Preload in the background: /live answers at once and /ready says 503 until the model is in.
+        state.jobs.start()  # recover jobs a previous run left active, start the lease keeper
         preload = threading.Thread(target=_preload, args=(state,), name="smartcash-preload", daemon=True)
         preload.start()
         try:

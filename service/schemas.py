@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from service.registry import ModelEntry
 from service.store import JobRecord
+from service.store.records import ImageSort
 from smartcash_core.validation.params import ValidationParams, param_specs
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -205,6 +206,7 @@ class ValidationJob(BaseModel):
     finished_at: datetime | None = None
     progress: Progress
     error: dict[str, Any] | None = None
+    replica: str | None = Field(None, description="the replica that runs (or ran) the job")
     result: dict[str, Any] | None = Field(None, examples=[_EXAMPLE_RESULT])
     links: JobLinks
 
@@ -231,6 +233,7 @@ class ValidationJob(BaseModel):
                 fraction=round(min(fraction, 1.0), 4),
             ),
             error=record.error,
+            replica=record.owner if record.started_at is not None else None,
             result=record.result if include_result else None,
             links=JobLinks(
                 self=base, events=f"{base}/events", cancel=f"{base}/cancel", images=f"{base}/images"
@@ -247,9 +250,10 @@ class ValidationPage(BaseModel):
 
 class PerImagePage(BaseModel):
     items: list[dict[str, Any]] = Field(description="one entry per image, as run_validation reports it")
-    total: int
+    total: int = Field(description="rows matching the filters")
     offset: int
     limit: int
+    sort: ImageSort = "order"
 
 
 class PlotInfo(BaseModel):

@@ -5,6 +5,9 @@ Only the service reads the environment; the library receives plain arguments.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -22,7 +25,30 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     data_root: Path = Field(Path("data"), description="datasets are only read from under this directory")
     checkpoint_root: Path = Field(Path("checkpoints"), description="checkpoints only load from under here")
-    state_dir: Path = Field(Path("state"), description="SQLite job store and service files")
+    state_dir: Path = Field(
+        Path("state"), description="SQLite job store (when no database URL is set), plot cache, demo model"
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://user:password@host:5432/db: the job store and queue shared by replicas; "
+        "unset: SQLite in the state dir (one replica)",
+    )
+    database_pool_size: int = Field(8, ge=1, le=100, description="PostgreSQL connections per replica")
+    replica_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+        description="this replica's name on job leases; unset: <hostname>-<pid>-<random>. A fixed id lets a "
+        "restarted replica mark its previous run's jobs interrupted at once",
+    )
+    lease_s: float = Field(
+        30.0, ge=0.5, le=3600, description="seconds a job's lease lasts unrenewed before it is interrupted"
+    )
+    claim_poll_s: float = Field(
+        0.5, gt=0, le=60, description="how often an idle worker looks for jobs submitted to other replicas"
+    )
+    sse_poll_s: float = Field(
+        0.5, gt=0, le=60, description="how often SSE reads the store for a job running on another replica"
+    )
     api_key: SecretStr | None = Field(None, description="when set, every /v1 call needs header X-API-Key")
     preload: str = Field(
         "", description="comma-separated checkpoints to load at start-up: `path` or `name=path` (relative)"
@@ -31,7 +57,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(256 * MiB, ge=1, description="largest accepted upload request body")
     max_upload_files: int = Field(2000, ge=1, description="most files (or archive members) per upload")
     max_archive_bytes: int = Field(1024 * MiB, ge=1, description="total uncompressed size of an archive")
-    max_queue: int = Field(8, ge=1, description="jobs waiting per device before 429")
+    max_queue: int = Field(8, ge=1, description="jobs queued in the store (all replicas) before 429")
     max_concurrent_uploads: int = Field(
         4, ge=1, description="uploads received at once (each buffers up to max_upload_bytes) before 429"
     )
@@ -48,7 +74,19 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path:
+        """The SQLite job store (used when ``database_url`` is unset)."""
         return self.state_dir / "jobs.sqlite3"
+
+    def database_url_value(self) -> str | None:
+        if self.database_url is None or not self.database_url.get_secret_value().strip():
+            return None
+        return self.database_url.get_secret_value().strip()
+
+    def replica_name(self) -> str:
+        """``replica_id``, or a name no other process shares (host, pid and a random suffix)."""
+        if self.replica_id:
+            return self.replica_id
+        return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def api_key_value(self) -> str | None:
         """The configured API key, or ``None`` when the service is open."""

@@ -69,7 +69,9 @@ class ServiceTelemetry:
             "smartcash_validation_jobs", "Validation jobs by final status", ["status"], registry=self.registry
         )
         self.queue_depth = Gauge(
-            "smartcash_validation_queue_depth", "Jobs waiting in the device queues", registry=self.registry
+            "smartcash_validation_queue_depth",
+            "Jobs queued in the job store (all replicas sharing it)",
+            registry=self.registry,
         )
         self.models_loaded = Gauge(
             "smartcash_models_loaded", "Models bound to a name", registry=self.registry
@@ -91,7 +93,7 @@ class ServiceTelemetry:
         if seconds is not None:
             self.job_seconds.labels(status).observe(seconds)
 
-    def bind_gauges(self, queue_depth: Callable[[], int], models_loaded: Callable[[], int]) -> None:
+    def bind_gauges(self, queue_depth: Callable[[], float], models_loaded: Callable[[], int]) -> None:
         """Gauges read live values at scrape time instead of being pushed on every change."""
         self.queue_depth.set_function(lambda: float(queue_depth()))
         self.models_loaded.set_function(lambda: float(models_loaded()))

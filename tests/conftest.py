@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from smartcash_core.data.synthetic import generate_dataset
+from tests.postgres_server import PostgresCluster, PostgresUnavailable, start_cluster
 
 SYNTHETIC_IMAGES = 24
 SYNTHETIC_SEED = 3
@@ -52,3 +54,23 @@ def mixed_aspect_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_weights() -> Path:
     """A trained YOLOv5n (the YOLOv5 fixture): it finds banknotes, so AP, ties and matches are non-trivial."""
     return TRAINED_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the whole session; tests that need it skip (with the reason) when
+    no server can be started here. Started on first use only, so runs without such tests never pay for it."""
+    try:
+        cluster = start_cluster()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh, empty database on the session's cluster (dropped afterwards)."""
+    url = postgres_cluster.database()
+    yield url
+    postgres_cluster.drop(url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterable
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -16,14 +15,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 
-from service.datasets import check_dataset_contained
 from service.deps import JobRecordDep, JobsDep, ServiceState, StateDep
 from service.errors import Conflict, Unprocessable
-from service.jobs import Job, JobManager
-from service.paths import resolve_under
+from service.jobs import JobManager
 from service.schemas import (
     MODEL_NAME_PATTERN,
     ErrorResponse,
+    ImageSort,
     JobStatusName,
     PerImagePage,
     PlotInfo,
@@ -34,6 +32,8 @@ from service.schemas import (
     ValidationParamsIn,
     ValidationRequest,
 )
+from service.sources import resolve_dataset
+from service.store import ImageQuery
 from service.uploads import parse_multipart, samples_from_files
 
 router = APIRouter(prefix="/v1/validations", tags=["validations"])
@@ -43,7 +43,7 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
 _READ_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 404, 409, 422)
 }
-_SSE_POLL_S = 0.1
+_SSE_POLL_S = 0.1  # a job running on this replica: its memory is read this often
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
@@ -84,9 +84,9 @@ def _accepted(job_id: str, jobs: JobManager, response_status: int = 202) -> JSON
     )
 
 
-async def _wait(job: Job, timeout_s: float) -> bool:
+async def _wait(jobs: JobManager, job_id: str, timeout_s: float) -> bool:
     """Wait for the job off the event loop; ``True`` when it finished in time."""
-    return await anyio.to_thread.run_sync(job.finished.wait, timeout_s, abandon_on_cancel=True)
+    return await anyio.to_thread.run_sync(jobs.wait, job_id, timeout_s, abandon_on_cancel=True)
 
 
 @router.post(
@@ -98,26 +98,11 @@ async def _wait(job: Job, timeout_s: float) -> bool:
 )
 async def submit_dataset(body: ValidationRequest, state: StateDep) -> JSONResponse:
     entry = state.registry.get(body.model)
-    dataset = await run_in_threadpool(_resolve_dataset, state.settings.data_root, body.dataset, body.split)
+    # checked here for a 4xx now; the replica that claims the job resolves it again under its own data root
+    await run_in_threadpool(resolve_dataset, state.settings.data_root, body.dataset, body.split)
     params = body.params.to_params(device=entry.device, split=body.split)
-    job = state.jobs.submit(entry, str(dataset), "dataset", body.dataset, params)
-    return _accepted(job.id, state.jobs)
-
-
-def _resolve_dataset(data_root: Path, relative: str, split: str) -> Path:
-    """The dataset path, kept inside the data root (with every file it names), shaped like a YOLO dataset."""
-    path = resolve_under(data_root, relative, "dataset")
-    if path.is_file() and path.suffix.lower() not in (".yaml", ".yml"):
-        raise Unprocessable(
-            f"dataset {relative!r} is a file but not a data.yaml", "name a YOLO directory or its data.yaml"
-        )
-    if path.is_dir() and not (path / "images").is_dir() and not any(path.glob("*.y*ml")):
-        raise Unprocessable(
-            f"dataset {relative!r} has no images/ directory and no data.yaml",
-            "name a YOLO dataset directory (images/<split>, labels/<split>) or its data.yaml",
-        )
-    check_dataset_contained(data_root, path, split, relative)
-    return path
+    job_id = await run_in_threadpool(state.jobs.submit, entry, "dataset", body.dataset, params)
+    return await run_in_threadpool(_accepted, job_id, state.jobs)
 
 
 @router.post(
@@ -134,13 +119,13 @@ async def submit_upload(
     wait: Annotated[bool, Query(description="answer with the finished result (small uploads only)")] = False,
 ) -> JSONResponse:
     with state.upload_slots.slot():  # before the body is read: its bytes are what the slot bounds
-        job = await _submit_upload_body(request, state, wait)
-    if wait and await _wait(job, state.settings.wait_timeout_s):
-        return _accepted(job.id, state.jobs, response_status=200)
-    return _accepted(job.id, state.jobs)
+        job_id = await _submit_upload_body(request, state, wait)
+    if wait and await _wait(state.jobs, job_id, state.settings.wait_timeout_s):
+        return await run_in_threadpool(_accepted, job_id, state.jobs, 200)
+    return await run_in_threadpool(_accepted, job_id, state.jobs)
 
 
-async def _submit_upload_body(request: Request, state: ServiceState, wait: bool) -> Job:
+async def _submit_upload_body(request: Request, state: ServiceState, wait: bool) -> str:
     parsed = await parse_multipart(request, state.upload_limits)
     model_name = parsed.fields.get("model", "")
     entry = state.registry.get(_check_model_field(model_name))
@@ -153,8 +138,8 @@ async def _submit_upload_body(request: Request, state: ServiceState, wait: bool)
             "drop wait=true and follow the job's events, or send a smaller batch",
         )
     label = f"upload ({len(samples)} images)"
-    return state.jobs.submit(
-        entry, samples, "upload", label, params.to_params(entry.device), total=len(samples)
+    return await run_in_threadpool(
+        state.jobs.submit, entry, "upload", label, params.to_params(entry.device), samples
     )
 
 
@@ -188,7 +173,7 @@ def list_validations(
     status_filter: Annotated[JobStatusName | None, Query(alias="status")] = None,
 ) -> ValidationPage:
     records, total = jobs.store.list(offset, limit, status_filter)
-    items = [ValidationJob.from_record(jobs.record(r.id, with_result=False)) for r in records]
+    items = [ValidationJob.from_record(jobs.with_live_progress(record)) for record in records]
     return ValidationPage(items=items, total=total, offset=offset, limit=limit)
 
 
@@ -202,7 +187,7 @@ def get_validation(
 ) -> ValidationJob:
     job = ValidationJob.from_record(jobs.record(record.id))
     if include_per_image and job.result is not None:
-        job.result["per_image"] = jobs.store.per_image(record.id) or []
+        job.result["per_image"] = jobs.store.per_image_all(record.id)
     return job
 
 
@@ -227,13 +212,27 @@ def per_image_results(
     jobs: JobsDep,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    sort: Annotated[
+        ImageSort,
+        Query(description="order: processing order; fp, fn, errors (fp + fn): worst images first"),
+    ] = "order",
+    true_denomination: Annotated[
+        int | None, Query(ge=0, le=255, description="mapped class id of the image's true banknote")
+    ] = None,
+    predicted_denomination: Annotated[
+        int | None, Query(ge=0, le=255, description="mapped class id of the most confident predicted note")
+    ] = None,
+    misclassified: Annotated[
+        bool | None, Query(description="true: the predicted denomination differs from the true one")
+    ] = None,
 ) -> PerImagePage:
-    items = jobs.store.per_image(record.id)
-    if items is None:
+    if record.status != "succeeded":
         raise Conflict(
             f"job {record.id} has no result ({record.status})", "wait until its status is succeeded"
         )
-    return PerImagePage(items=items[offset : offset + limit], total=len(items), offset=offset, limit=limit)
+    query = ImageQuery(offset, limit, sort, true_denomination, predicted_denomination, misclassified)
+    page = jobs.store.per_image_page(record.id, query)
+    return PerImagePage(items=page.items, total=page.total, offset=offset, limit=limit, sort=sort)
 
 
 @router.get(
@@ -243,7 +242,7 @@ def per_image_results(
     summary="PNG plots of a succeeded job (404 while it runs, when it failed, or without matplotlib)",
 )
 def list_plots(record: JobRecordDep, jobs: JobsDep) -> PlotList:
-    names = jobs.plot_names(record.id)
+    names = jobs.plots.names(record.id, record.status)
     return PlotList(
         items=[PlotInfo(name=name, url=f"/v1/validations/{record.id}/plots/{name}") for name in names]
     )
@@ -261,7 +260,7 @@ def get_plot(
     name: Annotated[str, PathParam(max_length=64, description="a name from GET .../plots")],
 ) -> FileResponse:
     # a sync route: FastAPI runs it on a worker thread, so rendering never blocks the event loop
-    return FileResponse(jobs.plot_path(record.id, name), media_type="image/png")
+    return FileResponse(jobs.plots.path(record.id, name, record.status), media_type="image/png")
 
 
 @router.get(
@@ -270,16 +269,21 @@ def get_plot(
     responses=_READ_ERRORS,
     summary="Server-Sent Events: `progress` while it runs, then one `status` with the final state",
 )
-async def validation_events(record: JobRecordDep, jobs: JobsDep) -> AsyncIterable[ServerSentEvent]:
-    job = jobs.live(record.id)
-    last_version = -1
-    while job is not None and not job.finished.is_set():
-        state = job.snapshot()
-        if state["version"] != last_version:
-            last_version = state["version"]
-            yield _event("progress", record.id, state)
-        await asyncio.sleep(_SSE_POLL_S)
-    final = jobs.record(record.id, with_result=False)
+async def validation_events(
+    record: JobRecordDep, jobs: JobsDep, state: StateDep
+) -> AsyncIterable[ServerSentEvent]:
+    # The job may run on this replica (memory, every batch) or another one (its store row, throttled).
+    last: tuple[Any, ...] | None = None
+    while True:
+        progress, finished, local = await run_in_threadpool(jobs.progress, record.id)
+        if finished:
+            break
+        current = (progress["status"], progress["done"], progress["total"], progress["stage"])
+        if current != last:
+            last = current
+            yield _event("progress", record.id, progress)
+        await asyncio.sleep(_SSE_POLL_S if local else state.settings.sse_poll_s)
+    final = await run_in_threadpool(jobs.record, record.id, False)
     yield _event(
         "status",
         record.id,

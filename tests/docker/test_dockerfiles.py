@@ -7,11 +7,14 @@ the settings do not point at, a COPY source the .dockerignore leaves out) is cau
 from __future__ import annotations
 
 import fnmatch
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -46,7 +49,7 @@ def parse_dockerfile(path: Path) -> list[Instruction]:
 def final_stage(instructions: list[Instruction]) -> list[Instruction]:
     """Instructions of the last build stage: what ends up in the image's config."""
     starts = [index for index, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
-    return instructions[starts[-1]:]
+    return instructions[starts[-1] :]
 
 
 def env_of(stage: list[Instruction]) -> dict[str, str]:
@@ -146,18 +149,69 @@ def test_dockerignore_keeps_every_copy_source_and_drops_the_rest() -> None:
         assert not dockerignore_includes(excluded, patterns), f"{excluded} would be sent to the daemon"
 
 
-def test_compose_agrees_with_the_cpu_image() -> None:
-    compose = yaml.safe_load(COMPOSE.read_text())
-    service = compose["services"]["smartcash"]
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _replicas(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services built from this repository: the SmartCash replicas."""
+    return {name: service for name, service in compose["services"].items() if "build" in service}
+
+
+def test_compose_replicas_agree_with_the_cpu_image_and_the_settings() -> None:
+    compose = _compose()
+    replicas = _replicas(compose)
+    assert len(replicas) >= 2
     stage = final_stage(parse_dockerfile(DOCKERFILES[0]))
     env = env_of(stage)
     healthcheck = exec_form(only(stage, "HEALTHCHECK").split("CMD", 1)[1])
-    assert service["healthcheck"]["test"] == ["CMD", *healthcheck]
-    # Short syntax ``SOURCE:TARGET[:MODE]``; a source may be ``${VAR:-default}``, which holds a colon too.
-    mount_targets = sorted(volume.rsplit("}", 1)[-1].split(":")[1] for volume in service["volumes"])
-    assert mount_targets == sorted(env[name] for name in ROOT_SETTINGS)
     fields = set(Settings.model_fields)
-    assert {name.removeprefix("SMARTCASH_").lower() for name in service["environment"]} <= fields
-    assert service["ports"][0].endswith(f":{env['SMARTCASH_PORT']}")
-    # The default dockerfile of the build is the CPU one, relative to the context (the repository root).
-    assert (COMPOSE.parent / service["build"]["context"] / "Dockerfile").resolve() == DOCKERFILES[0]
+    for name, service in replicas.items():
+        # the image's probe, pointed at readiness: the proxy waits until the replica has its models
+        assert service["healthcheck"]["test"] == ["CMD", *healthcheck, "/v2/health/ready"], name
+        # Short syntax ``SOURCE:TARGET[:MODE]``; a source may be ``${VAR:-default}``, which holds a colon too.
+        mounts = [volume.rsplit("}", 1)[-1].split(":") for volume in service["volumes"]]
+        assert sorted(mount[1] for mount in mounts) == sorted(env[key] for key in ROOT_SETTINGS), name
+        assert {key.removeprefix("SMARTCASH_").lower() for key in service["environment"]} <= fields, name
+        assert "ports" not in service  # reached through the proxy only
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        # The default dockerfile of the build is the CPU one, relative to the context (the repository root).
+        assert (COMPOSE.parent / service["build"]["context"] / "Dockerfile").resolve() == DOCKERFILES[0]
+    ids = [service["environment"]["SMARTCASH_REPLICA_ID"] for service in replicas.values()]
+    assert len(set(ids)) == len(ids)
+    state_volumes = [
+        v.split(":")[0] for s in replicas.values() for v in s["volumes"] if v.endswith(":/state")
+    ]
+    assert len(set(state_volumes)) == len(replicas)  # one state volume each, never shared
+    assert set(state_volumes) <= set(compose["volumes"])
+
+
+def test_compose_replicas_share_the_postgres_service_with_a_health_check() -> None:
+    compose = _compose()
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:") and "pg_isready" in " ".join(
+        postgres["healthcheck"]["test"]
+    )
+    assert postgres["volumes"][0].split(":")[0] in compose["volumes"]
+    credentials = postgres["environment"]
+    for service in _replicas(compose).values():
+        url = urlsplit(service["environment"]["SMARTCASH_DATABASE_URL"])
+        assert url.scheme == "postgresql" and url.hostname == "postgres" and url.port == 5432
+        assert url.username == credentials["POSTGRES_USER"] and url.path == f"/{credentials['POSTGRES_DB']}"
+        assert url.password == credentials["POSTGRES_PASSWORD"]
+
+
+def test_the_proxy_spreads_requests_over_every_replica_and_streams_sse() -> None:
+    compose = _compose()
+    proxy = compose["services"]["proxy"]
+    env = env_of(final_stage(parse_dockerfile(DOCKERFILES[0])))
+    assert proxy["ports"][0].endswith(f":{env['SMARTCASH_PORT']}")
+    config_source = proxy["volumes"][0].split(":")[0]
+    config = (COMPOSE.parent / config_source).read_text()
+    upstreams = re.findall(r"^\s*server\s+([\w-]+):(\d+)", config, flags=re.MULTILINE)
+    assert sorted(upstreams) == sorted((name, env["SMARTCASH_PORT"]) for name in _replicas(compose))
+    assert set(proxy["depends_on"]) == set(_replicas(compose))
+    assert re.search(r"^\s*proxy_buffering off;", config, flags=re.MULTILINE)  # SSE events flow at once
+    assert "non_idempotent" not in config  # a POST is never replayed on another replica
+    body_limit = re.search(r"client_max_body_size (\d+)m;", config)
+    assert body_limit and int(body_limit.group(1)) * 1024 * 1024 >= Settings().max_upload_bytes

@@ -107,6 +107,23 @@ def test_rerun_keeps_the_installed_torch(installed: Installed) -> None:
     assert f"torch {PINNED_TORCH} already installed, keeping it" in second.stdout
 
 
+@pytest.mark.slow
+def test_the_installed_package_ships_its_migrations_and_the_postgres_driver(installed: Installed) -> None:
+    venv, _, _ = installed
+    probe = (
+        "import psycopg, psycopg_pool; from service.store.migrations import BACKENDS, load_migrations; "
+        "print(*[len(load_migrations(backend)) for backend in BACKENDS])"
+    )
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, timeout=120,
+        check=False, cwd=venv,
+    )
+    assert result.returncode == 0, result.stderr
+    sqlite_count, postgres_count = map(int, result.stdout.split())
+    packaged = len(list((REPO / "service" / "store" / "migrations" / "sqlite").glob("*.sql")))
+    assert sqlite_count == postgres_count == packaged >= 1
+
+
 def test_usage_error_without_a_venv_argument() -> None:
     result = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, check=False)
     assert result.returncode == 64

@@ -4,12 +4,6 @@ driven over HTTP with httpx, including a kill -9 in the middle of a job."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,77 +12,10 @@ import httpx
 import pytest
 
 from tests.service.conftest import FAST_PARAMS, upload_files, wait_final
+from tests.service.servers import ServerProcess, sse_events
 
-API_KEY = "e2e-key"
-HEADERS = {"X-API-Key": API_KEY}
 # Batches of one image: a job has 24 steps, so there is time to cancel it or kill the server mid-run.
 SLOW_PARAMS: dict[str, Any] = {"imgsz": 160, "batch_size": 1, "workers": 0}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class ServerProcess:
-    """``python -m service.cli serve`` with ``SMARTCASH_*`` settings, on a free port."""
-
-    def __init__(self, state_dir: Path, checkpoint_root: Path, data_root: Path, **env: str) -> None:
-        self.port = _free_port()
-        self.log_path = state_dir.parent / f"server-{state_dir.name}-{self.port}.log"
-        self.env = {
-            **os.environ,
-            "SMARTCASH_STATE_DIR": str(state_dir),
-            "SMARTCASH_CHECKPOINT_ROOT": str(checkpoint_root),
-            "SMARTCASH_DATA_ROOT": str(data_root),
-            "SMARTCASH_PRELOAD": "tiny=tiny.safetensors",
-            "SMARTCASH_API_KEY": API_KEY,
-            "SMARTCASH_LOG_LEVEL": "warning",
-            **env,
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 90.0) -> ServerProcess:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server not ready in {timeout} s: {self.log_path.read_text()[-2000:]}")
-
-    def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=HEADERS, timeout=30.0, **kwargs)
-
-    def kill9(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -112,24 +39,12 @@ def _submit(client: httpx.Client, dataset: str, params: dict[str, Any]) -> httpx
     return client.post("/v1/validations", json={"model": "tiny", "dataset": dataset, "params": params})
 
 
-def _events(client: httpx.Client, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Parsed SSE events (kind, data) of a job, until the server ends the stream."""
-    kind = ""
-    with client.stream("GET", f"/v1/validations/{job_id}/events") as stream:
-        assert stream.headers["content-type"].startswith("text/event-stream")
-        for line in stream.iter_lines():
-            if line.startswith("event: "):
-                kind = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                yield kind, json.loads(line.removeprefix("data: "))
-
-
 def test_dataset_job_streams_progress_and_finishes(server: ServerProcess, synthetic_dataset: Path) -> None:
     with server.client() as client:
         submitted = _submit(client, synthetic_dataset.name, {**FAST_PARAMS, "batch_size": 4})
         assert submitted.status_code == 202
         job_id = submitted.json()["id"]
-        events = list(_events(client, job_id))
+        events = list(sse_events(client, job_id))
         assert events[-1] == (
             "status",
             {"id": job_id, "status": "succeeded", "done": 24, "total": 24, "stage": events[-1][1]["stage"]},
@@ -156,7 +71,7 @@ def test_upload_job_runs_to_completion(server: ServerProcess, synthetic_dataset:
 def test_cancel_mid_run(server: ServerProcess, synthetic_dataset: Path) -> None:
     with server.client() as client:
         job_id = _submit(client, synthetic_dataset.name, SLOW_PARAMS).json()["id"]
-        for kind, data in _events(client, job_id):
+        for kind, data in sse_events(client, job_id):
             if kind == "progress" and data["done"] >= 1:
                 assert client.post(f"/v1/validations/{job_id}/cancel").json()["status"] in {
                     "cancelling",
@@ -241,7 +156,7 @@ def test_kill9_mid_job_then_restart_marks_it_interrupted_and_keeps_results(
             finished = wait_final(client, _submit(client, synthetic_dataset.name, FAST_PARAMS).json()["id"])
             assert finished["status"] == "succeeded"
             running_id = _submit(client, synthetic_dataset.name, SLOW_PARAMS).json()["id"]
-            for kind, data in _events(client, running_id):
+            for kind, data in sse_events(client, running_id):
                 if kind == "progress" and data["done"] >= 1:
                     break
         first.kill9()

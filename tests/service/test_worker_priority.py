@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from service.jobs import DeviceWorker
+from service.worker import DeviceWorker
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "getpriority"), reason="per-thread niceness is POSIX/Linux")
 
@@ -28,9 +28,11 @@ def test_worker_and_the_threads_it_starts_run_at_the_raised_niceness(increment: 
         child.join()
         done.set()
 
+    jobs = [object()]
     base = _niceness()
-    worker = DeviceWorker("cpu", max_queue=1, run_job=run_job, nice_increment=increment)
-    worker.queue.put(object())
+    worker = DeviceWorker(
+        "cpu", claim=lambda _device: jobs.pop() if jobs else None, run_job=run_job, nice_increment=increment
+    )
     assert done.wait(10)
     worker.stop(timeout=5)
     expected = min(19, base + increment)
