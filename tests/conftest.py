@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcash_core.data.synthetic import generate_dataset
+from smartcash_core.training.synthetic import generate_dataset
 
 SYNTHETIC_IMAGES = 24
 SYNTHETIC_SEED = 3

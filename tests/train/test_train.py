@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from smartcash_core.train import (
+from smartcash_core.training.train import (
     FROZEN_BACKBONE_LAYERS,
     CachedDataset,
     TrainConfig,
@@ -105,7 +105,7 @@ def test_freezing_covers_exactly_the_backbone(small_model: torch.nn.Module) -> N
 
 
 def test_training_steps_reduce_the_loss_on_a_two_image_batch(small_model: torch.nn.Module) -> None:
-    from smartcash_core.loss import YoloLoss
+    from smartcash_core.training.loss import YoloLoss
 
     torch.manual_seed(1)
     model = small_model
@@ -169,7 +169,7 @@ def test_demo_checkpoint_loads_and_records_phase_two() -> None:
 
 @pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason="demo checkpoint not committed yet")
 def test_init_from_the_demo_checkpoint_carries_its_epochs() -> None:
-    from smartcash_core.train import _initial_model
+    from smartcash_core.training.train import _initial_model
 
     model, prior = _initial_model(_config(init=DEMO_CHECKPOINT))
     assert model.training

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from smartcash_core.classes import default_class_table
 from smartcash_core.data.letterbox import PAD_VALUE, labels_to_letterbox
 from smartcash_core.errors import DatasetError
-from smartcash_core.loss import YoloLoss
+from smartcash_core.training.loss import YoloLoss
 
 FROZEN_BACKBONE_LAYERS = 10  # model.0 ... model.9: the YOLOv5 backbone including SPPF
 VAL_SEED_OFFSET = 1000  # val scenes come from another seed than the training scenes
@@ -279,7 +279,7 @@ def evaluate_map50(model: nn.Module, val_root: Path, imgsz: int) -> dict[str, fl
 
 def prepare_datasets(config: TrainConfig, log: Log) -> tuple[Path, Path]:
     """Generate (once) the training scenes and a val set with another seed under the work directory."""
-    from smartcash_core.data.synthetic import generate_dataset
+    from smartcash_core.training.synthetic import generate_dataset
 
     train_root = config.workdir / f"data-s{config.seed}-n{config.images}"
     val_root = config.workdir / f"val-s{config.seed + VAL_SEED_OFFSET}-n{config.val_images}"
