@@ -15,37 +15,33 @@ as YOLOv5 does, because the order decides rectangular batches and metric tie-bre
 
 Nothing in a dataset is fatal except having no usable images: every bad image, label file or label line
 becomes a :class:`ReportEntry` ``(file, line, reason)`` and is skipped. Images are only checked cheaply
-here (header, size, PIL ``verify()``, JPEG end marker); full decode failures are reported by the loader.
+here (:func:`smartcash_core.data.images.probe_image`: header, size, PIL ``verify()``, JPEG end marker);
+full decode failures are reported by the loader.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
-from PIL import Image, UnidentifiedImageError
 
 from smartcash_core.cache import label_cache
+from smartcash_core.data.images import probe_image
 from smartcash_core.errors import DatasetError
 
 if TYPE_CHECKING:
     from smartcash_core.validate import UploadedSample
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-PIL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"})
 COORDINATE_TOLERANCE = 1e-3
-MIN_IMAGE_SIDE = 10  # YOLOv5 rejects images with a side under 10 px
 LABEL_COLUMNS = 5
-EXIF_ORIENTATION_TAG = 0x0112
-EXIF_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
 DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 PROBE_THREADS = 8  # header probing is I/O bound; threads overlap it
 PROBE_IMAGES_PER_THREAD = 64  # small datasets stay single-threaded
@@ -182,53 +178,8 @@ def _clip_box(cx: float, cy: float, w: float, h: float) -> tuple[list[float] | N
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Images
+# Pairing
 # ----------------------------------------------------------------------------------------------------------
-
-
-def probe_image(source: Path | bytes) -> tuple[tuple[int, int] | None, str]:
-    """Cheaply check an image (no full decode): return ``((height, width), "")`` or ``(None, reason)``.
-
-    The size is EXIF-corrected like YOLOv5's ``exif_size``; YOLOv5 only swaps for orientations 6 and 8,
-    here 5 and 7 (transposes) swap too, so the size matches the decoded, EXIF-transposed image.
-    """
-    try:
-        with _open_binary(source) as handle:
-            with Image.open(handle) as image:
-                fmt, (width, height) = image.format, image.size
-                image.verify()  # must come first after open; the image is unusable afterwards
-            truncated = fmt in {"JPEG", "MPO"} and not _ends_with_jpeg_eoi(handle)
-            orientation = _exif_orientation(handle) if fmt != "BMP" else None
-    except FileNotFoundError:
-        return None, "image file not found"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return None, f"unreadable or corrupt image: {exc}"
-    if fmt not in PIL_FORMATS:
-        return None, f"unsupported image format {fmt}"
-    if truncated:
-        return None, "corrupt JPEG: no end-of-image marker (truncated file?)"
-    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
-        return None, f"image is {width}x{height}, smaller than {MIN_IMAGE_SIDE} px on a side"
-    if orientation in EXIF_TRANSPOSED:
-        width, height = height, width
-    return (height, width), ""
-
-
-def _open_binary(source: Path | bytes) -> BinaryIO:
-    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-
-
-def _exif_orientation(handle: BinaryIO) -> int | None:
-    """Re-open the header (cheap, no pixel decode) to read the EXIF orientation tag."""
-    handle.seek(0)
-    with Image.open(handle) as image:
-        value = image.getexif().get(EXIF_ORIENTATION_TAG)
-    return value if isinstance(value, int) else None
-
-
-def _ends_with_jpeg_eoi(handle: BinaryIO) -> bool:
-    handle.seek(-2, os.SEEK_END)
-    return handle.read(2) == b"\xff\xd9"
 
 
 def label_path_for(image_path: Path) -> Path:

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from smartcash_core.cache import clear_data_caches, get_cache_info
+from smartcash_core.data.images import resized_size
 from smartcash_core.data.loader import (
     EXACT_DRAFT,
     FAST_DRAFT,
@@ -20,7 +21,6 @@ from smartcash_core.data.loader import (
     ImageRef,
     load_resized,
     rect_batch_plans,
-    resized_size,
 )
 
 

@@ -17,8 +17,8 @@ from smartcash_core.data.dataset import (
     load_uploaded_samples,
     load_yolo_dataset,
     parse_label_text,
-    probe_image,
 )
+from smartcash_core.data.images import probe_image
 from smartcash_core.errors import DatasetError
 from smartcash_core.validate import UploadedSample
 
