@@ -25,10 +25,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -55,8 +54,7 @@ class FileRole(Enum):
 TOUCHED_ROLES = frozenset({FileRole.DATA_YAML, FileRole.SPLIT_ENTRY, FileRole.IMAGE, FileRole.LABEL})
 
 
-@dataclass(frozen=True)
-class DatasetFile:
+class DatasetFile(NamedTuple):  # a tuple: tens of thousands are made per walk, cheaply
     """One discovered path.
 
     ``path`` is the path as the job uses it (relative entries joined to their base folder); ``resolved`` its
@@ -180,7 +178,8 @@ class DatasetDiscovery:
 
     def _from_data_yaml(self, yaml_path: Path) -> Iterator[DatasetFile]:
         self.yaml_path = yaml_path
-        yield self._touched(FileRole.DATA_YAML, yaml_path)  # before it is read: a refusal stops the read
+        # named before it is read: a refusal stops the read
+        yield DatasetFile(FileRole.DATA_YAML, yaml_path, self._resolve(yaml_path))
         self.config = read_data_yaml(yaml_path)
         named_root = self.config.get("path")
         base = Path(str(named_root or "."))
@@ -194,7 +193,7 @@ class DatasetDiscovery:
         named = [Path(str(item)) for item in (entry if isinstance(entry, list) else [entry])]
         targets = [(item, item if item.is_absolute() else self.root / item) for item in named]
         for item, target in targets:  # every entry is named before any is walked or read
-            yield self._touched(FileRole.SPLIT_ENTRY, target, named=str(item), listed_in=yaml_path)
+            yield DatasetFile(FileRole.SPLIT_ENTRY, target, self._resolve(target), str(item), yaml_path)
         for item, target in targets:
             yield from self._split_entry(item, target, yaml_path)
 
@@ -219,26 +218,25 @@ class DatasetDiscovery:
             if not text:
                 continue
             path = Path(text) if Path(text).is_absolute() else list_file.parent / text
-            origin: dict[str, Any] = {"named": text, "listed_in": list_file, "line": number}
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 problem = f"not an image path: {text!r}"
-                yield DatasetFile(FileRole.NOT_AN_IMAGE, path, problem=problem, **origin)
+                yield DatasetFile(FileRole.NOT_AN_IMAGE, path, None, text, list_file, number, problem)
             elif not path.is_file():
                 problem = f"listed image {text!r} does not exist"
-                yield self._touched(FileRole.IMAGE, path, problem=problem, **origin)
+                yield DatasetFile(FileRole.IMAGE, path, self._resolve(path), text, list_file, number, problem)
             else:
-                yield from self._image(path, **origin)
+                yield from self._image(path, text, list_file, number)
 
-    def _image(self, image: Path, **origin: Any) -> Iterator[DatasetFile]:
+    def _image(
+        self, image: Path, named: str | None = None, listed_in: Path | None = None, line: int | None = None
+    ) -> Iterator[DatasetFile]:
         label = label_path_for(image)
-        yield self._touched(FileRole.IMAGE, image, label=label, **origin)
+        yield DatasetFile(FileRole.IMAGE, image, self._resolve(image), named, listed_in, line, None, label)
         try:
             info = os.lstat(label)
         except (OSError, ValueError):  # nothing there (as os.path.lexists): a background image, nothing read
             return
-        resolved = self._resolver(label, info) if self._resolver is not None else None
-        yield DatasetFile(FileRole.LABEL, label, resolved=resolved)
+        yield DatasetFile(FileRole.LABEL, label, self._resolve(label, info))
 
-    def _touched(self, role: FileRole, path: Path, **details: Any) -> DatasetFile:
-        resolved = self._resolver(path) if self._resolver is not None else None
-        return DatasetFile(role, path, resolved=resolved, **details)
+    def _resolve(self, path: Path, info: os.stat_result | None = None) -> Path | None:
+        return self._resolver(path, info) if self._resolver is not None else None
