@@ -17,11 +17,13 @@ Rules (YOLOv5's):
 
 The walk is lazy and names each path before the job opens it: a consumer that refuses a path (the
 containment check) stops the walk before anything behind it is listed or read. It never decodes an image
-and costs one ``stat`` per image and one ``lstat`` per label (plus one ``lstat`` per path when resolving).
+and looks each image and label up once (one ``lstat``; a symlink adds a ``stat`` and, when resolving, a
+full resolve); resolving a plain file costs nothing more, its folder is resolved once for all its files.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -105,13 +107,39 @@ def read_data_yaml(yaml_path: Path) -> dict[str, Any]:
     return data
 
 
-def image_files(directory: Path, recursive: bool) -> list[Path]:
+Lookup = tuple[Path, os.stat_result | None]  # a file and its lstat (None: a symlink, resolved in full)
+_IGNORED_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})  # as Path.is_file
+
+
+def is_file(path: Path) -> tuple[bool, os.stat_result | None]:
+    """``Path.is_file()`` (symlinks followed, the same errors ignored) with one ``lstat`` for a plain file,
+    whose result comes back for resolving (None for a symlink, which is followed with a ``stat``)."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        if exc.errno not in _IGNORED_ERRNOS:
+            raise
+        return False, None
+    except ValueError:  # a NUL byte in the name
+        return False, None
+    if stat.S_ISLNK(info.st_mode):
+        return path.is_file(), None
+    return stat.S_ISREG(info.st_mode), info
+
+
+def image_files(directory: Path, recursive: bool) -> list[Lookup]:
     """Image files (by suffix) directly in ``directory`` or, ``recursive``, anywhere below it."""
     pattern = directory.rglob("*") if recursive else directory.glob("*")
-    return [path for path in pattern if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()]
+    found = []
+    for path in pattern:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            exists, info = is_file(path)
+            if exists:
+                found.append((path, info))
+    return found
 
 
-def images_in_directory(directory: Path, split: str) -> list[Path]:
+def images_in_directory(directory: Path, split: str) -> list[Lookup]:
     """``images/<split>`` (recursive), then flat ``images/``, then the directory itself.
 
     Only the split folder is searched recursively, so asking for ``val`` never picks up ``images/train``.
@@ -173,8 +201,8 @@ class DatasetDiscovery:
             return
         self.root = self.source
         yield DatasetFile(FileRole.DATASET_ROOT, self.source)
-        for image in images_in_directory(self.source, self.split):
-            yield from self._image(image)
+        for image, info in images_in_directory(self.source, self.split):
+            yield from self._image(image, info)
 
     def _from_data_yaml(self, yaml_path: Path) -> Iterator[DatasetFile]:
         self.yaml_path = yaml_path
@@ -200,12 +228,12 @@ class DatasetDiscovery:
     def _split_entry(self, entry: Path, target: Path, yaml_path: Path) -> Iterator[DatasetFile]:
         suffix = target.suffix.lower()
         if target.is_dir():
-            for image in image_files(target, recursive=True):
-                yield from self._image(image)
+            for image, info in image_files(target, recursive=True):
+                yield from self._image(image, info)
         elif target.is_file() and suffix == LIST_SUFFIX:
             yield from self._list_file(target)
         elif target.is_file() and suffix in IMAGE_SUFFIXES:
-            yield from self._image(target)
+            yield from self._image(target, None)
         else:
             raise DatasetError(
                 f"split entry {str(entry)!r} of {yaml_path} does not exist (resolved to {target})"
@@ -221,17 +249,26 @@ class DatasetDiscovery:
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 problem = f"not an image path: {text!r}"
                 yield DatasetFile(FileRole.NOT_AN_IMAGE, path, None, text, list_file, number, problem)
-            elif not path.is_file():
+                continue
+            exists, info = is_file(path)
+            if exists:
+                yield from self._image(path, info, text, list_file, number)
+            else:
                 problem = f"listed image {text!r} does not exist"
                 yield DatasetFile(FileRole.IMAGE, path, self._resolve(path), text, list_file, number, problem)
-            else:
-                yield from self._image(path, text, list_file, number)
 
     def _image(
-        self, image: Path, named: str | None = None, listed_in: Path | None = None, line: int | None = None
+        self,
+        image: Path,
+        info: os.stat_result | None,
+        named: str | None = None,
+        listed_in: Path | None = None,
+        line: int | None = None,
     ) -> Iterator[DatasetFile]:
+        """``info``: the image's ``lstat`` when taken already (a plain file): resolving needs no other."""
         label = label_path_for(image)
-        yield DatasetFile(FileRole.IMAGE, image, self._resolve(image), named, listed_in, line, None, label)
+        resolved = self._resolve(image, info)
+        yield DatasetFile(FileRole.IMAGE, image, resolved, named, listed_in, line, None, label)
         try:
             info = os.lstat(label)
         except (OSError, ValueError):  # nothing there (as os.path.lexists): a background image, nothing read

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcash_core.data.discovery import DatasetDiscovery, DatasetFile, FileRole, label_path_for
+from smartcash_core.data.discovery import DatasetDiscovery, DatasetFile, FileRole, is_file, label_path_for
 from smartcash_core.errors import DatasetError
 from tests.file_reads import recorded_reads
 
@@ -143,3 +143,23 @@ def test_hostile_list_lines_nul_byte_and_over_long_name(dataset: Path) -> None:
     (dataset / "val.txt").write_text("n" * 300 + ".jpg\n")
     with pytest.raises(OSError):  # ENAMETOOLONG: the reader fails on it as well (see the service's 400)
         list(DatasetDiscovery(dataset, "val"))
+
+
+def test_is_file_answers_as_path_is_file_with_one_lstat_for_plain_files(tmp_path: Path) -> None:
+    plain = _touch(tmp_path / "plain.jpg")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "to_file.jpg").symlink_to(plain)
+    (tmp_path / "to_folder").symlink_to(tmp_path / "folder")
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    names = ["plain.jpg", "folder", "to_file.jpg", "to_folder", "dangling.jpg", "loop.jpg", "gone.jpg"]
+    names += ["plain.jpg/below.jpg", "loop.jpg/below.jpg", "bad\x00name.jpg"]
+    for name in names:
+        path = tmp_path / name
+        exists, info = is_file(path)
+        assert exists == path.is_file(), name
+        assert (info is not None) == (name in ("plain.jpg", "folder")), name  # plain entries: lstat kept
+    with pytest.raises(OSError):  # ENAMETOOLONG escapes both
+        is_file(tmp_path / ("n" * 300))
+    with pytest.raises(OSError):
+        (tmp_path / ("n" * 300)).is_file()
