@@ -159,7 +159,5 @@ def test_is_file_answers_as_path_is_file_with_one_lstat_for_plain_files(tmp_path
         exists, info = is_file(path)
         assert exists == path.is_file(), name
         assert (info is not None) == (name in ("plain.jpg", "folder")), name  # plain entries: lstat kept
-    with pytest.raises(OSError):  # ENAMETOOLONG escapes both
+    with pytest.raises(OSError):  # ENAMETOOLONG is not one of the errors Path.is_file ignores (3.11)
         is_file(tmp_path / ("n" * 300))
-    with pytest.raises(OSError):
-        (tmp_path / ("n" * 300)).is_file()
