@@ -42,7 +42,7 @@ def demo_settings(state_dir: Path, port: int) -> Settings:
 
 def ensure_demo_dataset(data_root: Path) -> Path:
     """A synthetic YOLO dataset at ``<data_root>/demo`` (written once, reused afterwards)."""
-    from smartcash_core.data.synthetic import generate_dataset
+    from smartcash_core.training.synthetic import generate_dataset
 
     root = data_root / DEMO_DATASET
     if not (root / "data.yaml").is_file():

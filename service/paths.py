@@ -56,11 +56,12 @@ def resolve_under(root: Path, relative: str, what: str, must_exist: bool = True)
 def resolve_path(path: Path, what: str, shown: str) -> Path:
     """``path.resolve()``, with symlink loops and over-long names as ``PathRejected`` (400), not a 500.
 
-    Python 3.11 raises ``RuntimeError`` for a symlink loop; an over-long component is an ``OSError``.
+    Python 3.11 raises ``RuntimeError`` for a symlink loop; an over-long component is an ``OSError``; a NUL
+    byte (possible in names a data.yaml or list file gives) is a ``ValueError``.
     """
     try:
         return path.resolve()
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise PathRejected(
             f"{what} path {shown!r} cannot be resolved: {_reason(exc)}",
             f"name an existing {what} without symlink loops or over-long names",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcash_core.data.synthetic import generate_dataset
+from smartcash_core.training.synthetic import generate_dataset
 from tests.postgres_server import PostgresCluster, PostgresUnavailable, start_cluster
 
 SYNTHETIC_IMAGES = 24

@@ -25,7 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from smartcash_core.data.synthetic import generate_dataset
+    from smartcash_core.training.synthetic import generate_dataset
 
     started = time.perf_counter()
     data_yaml = generate_dataset(

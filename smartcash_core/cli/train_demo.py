@@ -27,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run_train_demo(args: argparse.Namespace) -> int:
     """Train with the log lines on stdout as they come."""
-    from smartcash_core.train import TrainConfig, train_demo
+    from smartcash_core.training.train import TrainConfig, train_demo
 
     config = TrainConfig(
         out=Path(args.out), workdir=Path(args.workdir), images=args.images, imgsz=args.imgsz,

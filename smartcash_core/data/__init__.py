@@ -1,3 +1,4 @@
-"""Data: YOLO datasets (``dataset``), YOLOv5 image geometry (``letterbox``), the batch loader (``loader``)
-and the synthetic banknote generator (``synthetic``). Import from the submodules; nothing is re-exported
-here so that importing one piece stays cheap."""
+"""Data: dataset discovery (``discovery``: every file a dataset job touches), YOLO datasets (``dataset``),
+the image reader (``images``: probe, decode, EXIF, resize), cv2-faithful resampling (``resize``), the
+letterbox geometry (``letterbox``) and the batch loader (``loader``). Import from the submodules; nothing
+is re-exported here so that importing one piece stays cheap."""

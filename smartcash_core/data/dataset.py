@@ -11,42 +11,36 @@ Layouts accepted by :func:`load_yolo_dataset`:
 
 Images pair with labels by YOLOv5's rule: replace the last ``/images/`` of the path with ``/labels/`` and
 the suffix with ``.txt``. A missing label file is a background image. Images are sorted by path string,
-as YOLOv5 does, because the order decides rectangular batches and metric tie-breaks.
+as YOLOv5 does, because the order decides rectangular batches and metric tie-breaks. These rules live in
+:mod:`smartcash_core.data.discovery`, which the service's containment check walks too.
 
 Nothing in a dataset is fatal except having no usable images: every bad image, label file or label line
 becomes a :class:`ReportEntry` ``(file, line, reason)`` and is skipped. Images are only checked cheaply
-here (header, size, PIL ``verify()``, JPEG end marker); full decode failures are reported by the loader.
+here (:func:`smartcash_core.data.images.probe_image`: header, size, PIL ``verify()``, JPEG end marker);
+full decode failures are reported by the loader.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
-from PIL import Image, UnidentifiedImageError
 
 from smartcash_core.cache import label_cache
+from smartcash_core.data.discovery import IMAGE_SUFFIXES, DatasetDiscovery, FileRole
+from smartcash_core.data.images import probe_image
 from smartcash_core.errors import DatasetError
 
 if TYPE_CHECKING:
     from smartcash_core.validation.params import UploadedSample
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-PIL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"})
 COORDINATE_TOLERANCE = 1e-3
-MIN_IMAGE_SIDE = 10  # YOLOv5 rejects images with a side under 10 px
 LABEL_COLUMNS = 5
-EXIF_ORIENTATION_TAG = 0x0112
-EXIF_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
-DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 PROBE_THREADS = 8  # header probing is I/O bound; threads overlap it
 PROBE_IMAGES_PER_THREAD = 64  # small datasets stay single-threaded
 
@@ -182,66 +176,6 @@ def _clip_box(cx: float, cy: float, w: float, h: float) -> tuple[list[float] | N
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Images
-# ----------------------------------------------------------------------------------------------------------
-
-
-def probe_image(source: Path | bytes) -> tuple[tuple[int, int] | None, str]:
-    """Cheaply check an image (no full decode): return ``((height, width), "")`` or ``(None, reason)``.
-
-    The size is EXIF-corrected like YOLOv5's ``exif_size``; YOLOv5 only swaps for orientations 6 and 8,
-    here 5 and 7 (transposes) swap too, so the size matches the decoded, EXIF-transposed image.
-    """
-    try:
-        with _open_binary(source) as handle:
-            with Image.open(handle) as image:
-                fmt, (width, height) = image.format, image.size
-                image.verify()  # must come first after open; the image is unusable afterwards
-            truncated = fmt in {"JPEG", "MPO"} and not _ends_with_jpeg_eoi(handle)
-            orientation = _exif_orientation(handle) if fmt != "BMP" else None
-    except FileNotFoundError:
-        return None, "image file not found"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return None, f"unreadable or corrupt image: {exc}"
-    if fmt not in PIL_FORMATS:
-        return None, f"unsupported image format {fmt}"
-    if truncated:
-        return None, "corrupt JPEG: no end-of-image marker (truncated file?)"
-    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
-        return None, f"image is {width}x{height}, smaller than {MIN_IMAGE_SIDE} px on a side"
-    if orientation in EXIF_TRANSPOSED:
-        width, height = height, width
-    return (height, width), ""
-
-
-def _open_binary(source: Path | bytes) -> BinaryIO:
-    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-
-
-def _exif_orientation(handle: BinaryIO) -> int | None:
-    """Re-open the header (cheap, no pixel decode) to read the EXIF orientation tag."""
-    handle.seek(0)
-    with Image.open(handle) as image:
-        value = image.getexif().get(EXIF_ORIENTATION_TAG)
-    return value if isinstance(value, int) else None
-
-
-def _ends_with_jpeg_eoi(handle: BinaryIO) -> bool:
-    handle.seek(-2, os.SEEK_END)
-    return handle.read(2) == b"\xff\xd9"
-
-
-def label_path_for(image_path: Path) -> Path:
-    """YOLOv5's pairing rule: last ``/images/`` -> ``/labels/``, suffix -> ``.txt``."""
-    text = str(image_path)
-    images_dir, labels_dir = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    if images_dir in text:
-        head, tail = text.rsplit(images_dir, 1)
-        text = f"{head}{labels_dir}{tail}"
-    return Path(text).with_suffix(".txt")
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Directory and data.yaml sources
 # ----------------------------------------------------------------------------------------------------------
 
@@ -249,114 +183,37 @@ def label_path_for(image_path: Path) -> Path:
 def load_yolo_dataset(source: str | Path, split: str = "val", num_classes: int = 17) -> DatasetIndex:
     """Index a YOLO dataset directory or ``data.yaml``; bad files and lines go to ``report``.
 
-    Raises ``DatasetError`` (naming the path) when the source does not exist, has no recognised layout,
-    or holds no usable image.
+    The files come from :class:`~smartcash_core.data.discovery.DatasetDiscovery` (the same walk the
+    service checks). Raises ``DatasetError`` (naming the path) when the source does not exist, has no
+    recognised layout, or holds no usable image.
     """
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise DatasetError(f"dataset path {path} does not exist")
-    yaml_path = path if path.is_file() else _find_data_yaml(path)
-    if yaml_path is not None:
-        root, image_paths, report, names = _images_from_data_yaml(yaml_path, split)
-    else:
-        root, image_paths, report, names = path, _images_from_directory(path, split), [], None
-    if not image_paths and not report:
+    discovery = DatasetDiscovery(source, split)
+    images, report = _discovered_images(discovery)
+    path, yaml_path = discovery.source, discovery.yaml_path
+    names = _names_from_yaml(discovery.config.get("names"), yaml_path) if yaml_path else None
+    if not images and not report:
         where = (
             f"in {yaml_path}'s '{split}' split" if yaml_path else f"under images/{split}/, images/ or {path}"
         )
         raise DatasetError(
             f"dataset {path} has no images {where} (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
-    index = _index_images(root, image_paths, num_classes, report)
+    index = _index_images(discovery.root or path, images, num_classes, report)
     index.names = names
     if not index.samples:
         raise DatasetError(f"dataset {path} has no usable images: {len(index.report)} problem(s) reported")
     return index
 
 
-def _find_data_yaml(directory: Path) -> Path | None:
-    for name in DATA_YAML_NAMES:
-        if (directory / name).is_file():
-            return directory / name
-    return None
-
-
-def _images_from_directory(directory: Path, split: str) -> list[Path]:
-    """``images/<split>`` (recursive), then flat ``images/``, then the directory itself.
-
-    Only the split folder is searched recursively, so asking for ``val`` never picks up ``images/train``.
-    """
-    candidates = ((directory / "images" / split, True), (directory / "images", False), (directory, False))
-    for candidate, recursive in candidates:
-        if candidate.is_dir():
-            found = _image_files(candidate, recursive=recursive)
-            if found:
-                return found
-    return []
-
-
-def _image_files(directory: Path, recursive: bool) -> list[Path]:
-    pattern = directory.rglob("*") if recursive else directory.glob("*")
-    return [p for p in pattern if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-
-
-def _images_from_data_yaml(
-    yaml_path: Path, split: str
-) -> tuple[Path, list[Path], list[ReportEntry], list[str] | None]:
-    data = _read_yaml(yaml_path)
-    base = Path(str(data.get("path") or "."))
-    root = base if base.is_absolute() else (yaml_path.parent / base)
-    entry = data.get(split)
-    if entry is None:
-        known = [key for key in ("train", "val", "test") if data.get(key)]
-        raise DatasetError(f"{yaml_path} has no '{split}' split (it names {known})")
-    images: list[Path] = []
+def _discovered_images(discovery: DatasetDiscovery) -> tuple[dict[Path, Path], list[ReportEntry]]:
+    """Image path -> label path for every image to index, and the list lines skipped (reported)."""
+    images: dict[Path, Path] = {}
     report: list[ReportEntry] = []
-    for item in entry if isinstance(entry, list) else [entry]:
-        found, problems = _images_from_split_entry(root, Path(str(item)), yaml_path)
-        images.extend(found)
-        report.extend(problems)
-    return root, images, report, _names_from_yaml(data.get("names"), yaml_path)
-
-
-def _read_yaml(yaml_path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise DatasetError(f"cannot read dataset file {yaml_path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DatasetError(f"{yaml_path} must be a YAML mapping with path/train/val/names")
-    return data
-
-
-def _images_from_split_entry(
-    root: Path, entry: Path, yaml_path: Path
-) -> tuple[list[Path], list[ReportEntry]]:
-    target = entry if entry.is_absolute() else root / entry
-    if target.is_dir():
-        return _image_files(target, recursive=True), []
-    if target.is_file() and target.suffix.lower() == ".txt":
-        return _images_from_list_file(target)
-    if target.is_file() and target.suffix.lower() in IMAGE_SUFFIXES:
-        return [target], []
-    raise DatasetError(f"split entry {str(entry)!r} of {yaml_path} does not exist (resolved to {target})")
-
-
-def _images_from_list_file(list_file: Path) -> tuple[list[Path], list[ReportEntry]]:
-    """A ``.txt`` of image paths, one a line; relative ones are relative to the list file's folder."""
-    images: list[Path] = []
-    report: list[ReportEntry] = []
-    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.strip()
-        if not text:
-            continue
-        path = Path(text) if Path(text).is_absolute() else list_file.parent / text
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            report.append(ReportEntry(str(list_file), number, f"not an image path: {text!r}"))
-        elif not path.is_file():
-            report.append(ReportEntry(str(list_file), number, f"listed image {text!r} does not exist"))
-        else:
-            images.append(path)
+    for found in discovery:
+        if found.problem is not None:
+            report.append(ReportEntry(str(found.listed_in), found.line, found.problem))
+        elif found.role is FileRole.IMAGE and found.label is not None:
+            images.setdefault(found.path, found.label)
     return images, report
 
 
@@ -374,13 +231,18 @@ def _names_from_yaml(names: Any, yaml_path: Path) -> list[str] | None:
 
 
 def _index_images(
-    root: Path, image_paths: Iterable[Path], num_classes: int, report: list[ReportEntry]
+    root: Path, labels_of: Mapping[Path, Path], num_classes: int, report: list[ReportEntry]
 ) -> DatasetIndex:
-    """Probe images and parse labels; threads overlap the file I/O, results keep the sorted order."""
-    ordered = sorted(set(image_paths), key=str)
+    """Probe images and parse labels; threads overlap the file I/O, results keep the sorted order.
+
+    ``labels_of`` maps each image path to its label path.
+    """
+    ordered = sorted(labels_of, key=str)
     workers = min(PROBE_THREADS, max(1, len(ordered) // PROBE_IMAGES_PER_THREAD))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda path: _sample_from_file(root, path, num_classes), ordered))
+        results = list(
+            pool.map(lambda path: _sample_from_file(root, path, labels_of[path], num_classes), ordered)
+        )
     samples: list[Sample] = []
     for sample, problems in results:
         report.extend(problems)
@@ -428,7 +290,7 @@ def _file_identity(path: Path) -> FileIdentity:
 
 
 def _sample_from_file(
-    root: Path, image_path: Path, num_classes: int
+    root: Path, image_path: Path, label_path: Path, num_classes: int
 ) -> tuple[Sample | None, list[ReportEntry]]:
     """Probe the image and parse its labels, through the label cache.
 
@@ -437,7 +299,6 @@ def _sample_from_file(
     file names depend on the root, so they are rebuilt from the cached ``(line, reason)`` pairs.
     """
     name = _relative_name(root, image_path)
-    label_path = label_path_for(image_path)
     found = _indexed_file_cached(image_path, label_path, num_classes)
     if found.shape is None:
         return None, [ReportEntry(name, None, found.image_reason)]

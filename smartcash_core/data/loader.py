@@ -16,48 +16,25 @@ same set again skips decoding. A bad image never stops the pass: it is reported 
 from __future__ import annotations
 
 import hashlib
-import io
-import math
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from smartcash_core.cache import image_cache
-from smartcash_core.data.letterbox import PAD_VALUE, rect_batch_shapes, resize_area, resize_linear
+from smartcash_core.data.images import EXACT_DRAFT, DraftPolicy, ImageSource, UnreadableImage, decode_image
+from smartcash_core.data.letterbox import PAD_VALUE, letterbox_into, rect_batch_shapes
 
 RECT_PAD = 0.5  # val.py pads rectangular batch shapes by half a stride
 
 
-class DraftPolicy(NamedTuple):
-    """When JPEGs are decoded DCT-scaled (PIL draft mode): files at least ``min_factor`` times the target
-    size, scaled down to no less than ``keep_factor`` times the target (the resize does the rest)."""
-
-    min_factor: int
-    keep_factor: int
-
-
-# Exact: only from 4x, and only down to twice the target, so the final area resize still sets the pixels:
-# at 2x (e.g. 640x480 -> 320) the full decode + cv2-faithful resize reproduces YOLOv5 val bit for bit.
-EXACT_DRAFT = DraftPolicy(min_factor=4, keep_factor=2)
-# Fast: from 2x straight to the target size (a 1280x960 JPEG decodes at 640x480, ~4x cheaper, no resize);
-# pixels differ slightly from cv2's INTER_AREA, so metrics can move in the 4th decimal.
-FAST_DRAFT = DraftPolicy(min_factor=2, keep_factor=1)
-_SWAPPED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
-_EXIF_ORIENTATION = 0x0112
-
 Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs, allow big real photos
-
-
-class UnreadableImage(Exception):
-    """An image cannot be opened or decoded; the loader reports it and skips it."""
 
 
 @dataclass(frozen=True)
@@ -106,56 +83,17 @@ class LoadedBatch:
     letterbox_s: float
 
 
-def _open(ref: ImageRef) -> Image.Image:
-    try:
-        if ref.data is not None:
-            return Image.open(io.BytesIO(ref.data))
-        if ref.path is None:
-            raise UnreadableImage("no path and no bytes")
-        return Image.open(ref.path)
-    except UnreadableImage:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UnreadableImage(f"not a readable image ({exc.__class__.__name__}: {exc})") from exc
-
-
-def _orientation(image: Image.Image) -> int:
-    try:
-        return int(image.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:  # malformed EXIF must not make the image unusable
-        return 1
-
-
-def resized_size(width: int, height: int, imgsz: int) -> tuple[int, int]:
-    """``(width, height)`` after YOLOv5's ``load_image``: long side to ``imgsz``, sizes rounded up."""
-    ratio = imgsz / max(width, height)
-    if ratio == 1:
-        return width, height
-    return math.ceil(width * ratio), math.ceil(height * ratio)
+def _source(ref: ImageRef) -> ImageSource:
+    if ref.data is not None:
+        return ref.data
+    if ref.path is None:
+        raise UnreadableImage("no path and no bytes")
+    return ref.path
 
 
 def _decode_resized(ref: ImageRef, imgsz: int, draft: DraftPolicy | None) -> torch.Tensor:
     """Decode ``ref`` and resize its long side to ``imgsz``: uint8 ``[3, h, w]`` RGB, contiguous."""
-    with _open(ref) as image:
-        orientation = _orientation(image)
-        swapped = orientation in _SWAPPED_ORIENTATIONS
-        raw_w, raw_h = image.size
-        shown_w, shown_h = (raw_h, raw_w) if swapped else (raw_w, raw_h)
-        target_w, target_h = resized_size(shown_w, shown_h, imgsz)
-        if draft is not None and image.format == "JPEG" and shown_w >= draft.min_factor * target_w:
-            # DCT-scaled decoding: never smaller than the request, far cheaper than a full decode
-            keep_w, keep_h = draft.keep_factor * target_w, draft.keep_factor * target_h
-            image.draft("RGB", (keep_h, keep_w) if swapped else (keep_w, keep_h))
-        try:
-            rgb = image.convert("RGB")
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise UnreadableImage(f"cannot decode image ({exc.__class__.__name__}: {exc})") from exc
-    if orientation != 1:
-        rgb = ImageOps.exif_transpose(rgb)
-    pixels = np.asarray(rgb)
-    if rgb.size != (target_w, target_h):  # cv2-faithful resampling, as YOLOv5's load_image
-        shrinking = target_w < rgb.size[0]
-        pixels = (resize_area if shrinking else resize_linear)(pixels, (target_w, target_h))
+    pixels = decode_image(_source(ref), imgsz, draft)
     # CHW once here, so filling batches later is a plain block copy
     return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
 
@@ -216,26 +154,6 @@ def rect_batch_plans(
     ]
 
 
-def letterbox_into(slot: torch.Tensor, image: torch.Tensor) -> tuple[float, float, float]:
-    """Copy ``image`` ``[3, h, w]`` centred into ``slot`` ``[3, H, W]`` (pre-filled with grey).
-
-    Returns ``(scale, pad_left, pad_top)``; ``scale`` < 1 only when the image does not fit (never scales up).
-    Rounding of the offsets follows YOLOv5's letterbox (``round(d - 0.1)``).
-    """
-    _, slot_h, slot_w = slot.shape
-    _, height, width = image.shape
-    scale = min(slot_h / height, slot_w / width, 1.0)
-    if scale < 1.0:
-        width, height = round(width * scale), round(height * scale)
-        pil_image = Image.fromarray(image.permute(1, 2, 0).numpy())
-        resized = pil_image.resize((width, height), Image.Resampling.BILINEAR)
-        image = torch.from_numpy(np.array(resized).transpose(2, 0, 1).copy())
-    pad_w, pad_h = (slot_w - width) / 2, (slot_h - height) / 2
-    top, left = round(pad_h - 0.1), round(pad_w - 0.1)
-    slot[:, top : top + height, left : left + width] = image
-    return scale, pad_w, pad_h
-
-
 DecodeOutcome = tuple[ImageRef, torch.Tensor | None, str, float]  # (ref, pixels or None, failure, seconds)
 
 
@@ -259,9 +177,9 @@ def assemble_batch(
     images.fill_(PAD_VALUE)
     metas = []
     for slot, (ref, pixels) in zip(images, decoded, strict=True):
-        scale, pad_w, pad_h = letterbox_into(slot, pixels)
+        placed = letterbox_into(slot, pixels)
         original_hw = (ref.height, ref.width)
-        metas.append(ImageMeta(ref, original_hw, scale * pixels.shape[1] / ref.height, (pad_w, pad_h)))
+        metas.append(ImageMeta(ref, original_hw, placed.scale * pixels.shape[1] / ref.height, placed.pad))
     decode_s = sum(outcome[3] for outcome in outcomes)
     return LoadedBatch(images, metas, failures, decode_s, time.perf_counter() - started)
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from smartcash_core.data.letterbox import labels_to_letterbox
 from smartcash_core.data.loader import ImageMeta
-from smartcash_core.loss import YoloLoss
+from smartcash_core.training.loss import YoloLoss
 
 LOSS_PARTS = ("box", "obj", "cls")
 

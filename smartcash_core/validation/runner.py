@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from smartcash_core.cache import get_cache_info
-from smartcash_core.data.loader import EXACT_DRAFT, FAST_DRAFT, BatchLoader, LoadedBatch
+from smartcash_core.data.images import EXACT_DRAFT, FAST_DRAFT
+from smartcash_core.data.loader import BatchLoader, LoadedBatch
 from smartcash_core.errors import Cancelled, MetricStateError
 from smartcash_core.validation.accumulators.base import Accumulator, ResultDraft
 from smartcash_core.validation.accumulators.standard import standard_accumulators

@@ -59,8 +59,8 @@ def decoded_outputs(images: int, imgsz: int, domain: str, cache: Path) -> torch.
     if path.exists():
         return torch.from_numpy(np.load(path))
     from smartcash_core.checkpoint import load_model
-    from smartcash_core.data.synthetic import render_scene
-    from smartcash_core.validate import inference_network
+    from smartcash_core.training.synthetic import render_scene
+    from smartcash_core.validation.inference import inference_network
 
     network = inference_network(load_model(FIXTURE_WEIGHTS, "cpu"))
     width, height = (1280, 960) if domain == "shifted" else (640, 480)

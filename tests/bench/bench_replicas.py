@@ -30,8 +30,8 @@ import torch  # noqa: E402
 from service.store import ImageQuery, JobRecord, JobStore, SqliteJobStore  # noqa: E402
 from smartcash_core.checkpoint.native import save_checkpoint  # noqa: E402
 from smartcash_core.classes import default_class_table  # noqa: E402
-from smartcash_core.data.synthetic import generate_dataset  # noqa: E402
 from smartcash_core.model.yolo import build_model  # noqa: E402
+from smartcash_core.training.synthetic import generate_dataset  # noqa: E402
 from tests.postgres_server import PostgresCluster, start_cluster  # noqa: E402
 from tests.service.servers import ServerProcess  # noqa: E402
 

@@ -28,8 +28,8 @@ import torch
 from smartcash_core.checkpoint import load_model
 from smartcash_core.checkpoint.native import save_checkpoint
 from smartcash_core.classes import default_class_table
-from smartcash_core.data.synthetic import generate_dataset
 from smartcash_core.model.yolo import build_model
+from smartcash_core.training.synthetic import generate_dataset
 from smartcash_core.validation.params import UploadedSample, ValidationParams
 from smartcash_core.validation.runner import run_validation
 

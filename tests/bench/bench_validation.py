@@ -30,8 +30,8 @@ from smartcash_core.checkpoint import LoadedModel, load_model
 from smartcash_core.classes import default_class_table
 from smartcash_core.data.dataset import load_yolo_dataset
 from smartcash_core.data.loader import BatchLoader
-from smartcash_core.data.synthetic import generate_dataset
 from smartcash_core.model.yolo import build_model
+from smartcash_core.training.synthetic import generate_dataset
 from smartcash_core.validation.inference import inference_network, network_inputs, uses_channels_last
 from smartcash_core.validation.params import ValidationParams
 from smartcash_core.validation.runner import run_validation

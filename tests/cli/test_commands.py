@@ -56,7 +56,7 @@ def test_train_demo_writes_a_checkpoint_from_its_arguments(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from smartcash_core.checkpoint import load_model
-    from smartcash_core.data.synthetic import generate_dataset
+    from smartcash_core.training.synthetic import generate_dataset
 
     # The run generates its val set only when missing: a 4-image one in its place keeps this test short.
     generate_dataset(tmp_path / "work" / "val-s1005-n100", images=4, seed=1005, width=160, height=120)

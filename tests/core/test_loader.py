@@ -12,15 +12,13 @@ import torch
 from PIL import Image
 
 from smartcash_core.cache import clear_data_caches, get_cache_info
+from smartcash_core.data.images import EXACT_DRAFT, FAST_DRAFT, resized_size
 from smartcash_core.data.loader import (
-    EXACT_DRAFT,
-    FAST_DRAFT,
     PAD_VALUE,
     BatchLoader,
     ImageRef,
     load_resized,
     rect_batch_plans,
-    resized_size,
 )
 
 

@@ -13,12 +13,12 @@ from PIL import Image
 from smartcash_core.data.dataset import (
     COORDINATE_TOLERANCE,
     ReportEntry,
-    label_path_for,
     load_uploaded_samples,
     load_yolo_dataset,
     parse_label_text,
-    probe_image,
 )
+from smartcash_core.data.discovery import label_path_for
+from smartcash_core.data.images import probe_image
 from smartcash_core.errors import DatasetError
 from smartcash_core.validation.params import UploadedSample
 

@@ -1,8 +1,7 @@
-"""YOLOv5 image geometry: resize, letterbox, rect batches and the inverse box mapping."""
+"""The one letterbox: YOLOv5's val geometry bit for bit, the trainer's squares unchanged, the way back."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
+from smartcash_core.data.images import decode_image, resized_size
 from smartcash_core.data.letterbox import (
-    clip_boxes,
-    decode_image,
-    letterbox,
-    load_resized,
+    PAD_VALUE,
+    Placement,
+    labels_to_letterbox,
+    letterbox_into,
     rect_batch_shapes,
-    resize_area,
-    resize_linear,
-    scale_boxes,
-    xywhn2xyxy,
 )
+from smartcash_core.data.loader import BatchPlan, ImageRef, load_batch
+from smartcash_core.ops.boxes import scale_boxes_to_original
+from tests.geometry_reference import trainer_letterbox_square, yolov5_letterbox
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 
@@ -29,114 +28,78 @@ def _reference_letterbox() -> np.ndarray:
     return np.asarray(Image.open(FIXTURES / "n5_00000_yolov5_letterbox320.png").convert("RGB"))
 
 
-# ---------------------------------------------------------------------------------------------- resampling
+def _chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image.transpose(2, 0, 1).copy())
 
 
-def test_linear_resize_matches_hand_computed_cv2_fixed_point_values() -> None:
-    # 1x2 -> 1x4: source positions -0.25, 0.25, 0.75, 1.25 (edges clamp) -> 0, 63.75, 191.25, 255.
-    image = np.array([[[0], [255]]], dtype=np.uint8)
-    assert resize_linear(image, (4, 1))[0, :, 0].tolist() == [0, 64, 191, 255]
+def _letterboxed(
+    image: np.ndarray, slot_hw: tuple[int, int], scaleup: bool = False
+) -> tuple[np.ndarray, Placement]:
+    slot = torch.full((3, *slot_hw), PAD_VALUE, dtype=torch.uint8)
+    placed = letterbox_into(slot, _chw(image), scaleup=scaleup)
+    return slot.permute(1, 2, 0).numpy(), placed
 
 
-def test_area_resize_rounding_follows_cv2() -> None:
-    two_by_two = np.array([[1, 2, 0, 0], [2, 2, 1, 1]], dtype=np.uint8)
-    # 2x2 blocks round half up: 7/4 = 1.75 -> 2, 2/4 = 0.5 -> 1.
-    assert resize_area(two_by_two, (2, 1)).tolist() == [[2, 1]]
-    four = np.zeros((4, 8), dtype=np.uint8)
-    four[0, :2], four[0, 4:7] = 4, 8  # block sums 8 and 24: 0.5 -> 0 and 1.5 -> 2 (half to even)
-    assert resize_area(four, (2, 1)).tolist() == [[0, 2]]
-    # 3 -> 2 (factor 1.5): out0 = (0 + 0.5*30) / 1.5 = 10, out1 = (0.5*30 + 60) / 1.5 = 50.
-    assert resize_area(np.array([[0, 30, 60]], dtype=np.uint8), (2, 1)).tolist() == [[10, 50]]
+# ---------------------------------------------------------------------------------------------- YOLOv5 parity
 
 
-@pytest.mark.parametrize("size", [(17, 11), (64, 48), (100, 75), (33, 90)])
-def test_constant_images_stay_constant(size: tuple[int, int]) -> None:
-    image = np.full((48, 64, 3), 77, dtype=np.uint8)
-    assert np.all(resize_linear(image, size) == 77)
-    assert np.all(resize_area(image, (min(size[0], 64), min(size[1], 48))) == 77)
-
-
-def test_letterbox_reproduces_yolov5_on_the_reference_image_bit_for_bit() -> None:
+def test_the_reference_port_reproduces_yolov5_on_the_fixture_bit_for_bit() -> None:
     image = decode_image(FIXTURES / "n5_00000.jpg")
-    out, ratio, pad = letterbox(image, 320, auto=True)
+    out, ratio, pad = yolov5_letterbox(image, 320, auto=True)
     assert ratio == (0.5, 0.5) and pad == (0.0, 8.0)
     np.testing.assert_array_equal(out, _reference_letterbox())
 
 
-def test_val_path_load_resized_then_pad_matches_yolov5() -> None:
+def test_the_pass_reproduces_yolov5_val_on_the_fixture_bit_for_bit() -> None:
+    """What the pass really runs: the loader decodes and resizes (cv2 INTER_AREA), the letterbox pads."""
     data = (FIXTURES / "n5_00000.jpg").read_bytes()
-    resized, original, new = load_resized(data, 320)
-    assert (original, new) == ((480, 640), (240, 320))
-    out, ratio, pad = letterbox(resized, (256, 320), auto=False, scaleup=False)
-    assert ratio == (1.0, 1.0) and pad == (0.0, 8.0)
-    np.testing.assert_array_equal(out, _reference_letterbox())
-
-
-# ---------------------------------------------------------------------------------------------- letterbox
-
-
-def test_letterbox_fixed_shape_with_odd_padding() -> None:
-    image = np.full((103, 200, 3), 7, dtype=np.uint8)
-    out, ratio, (dw, dh) = letterbox(image, 320, auto=False)
-    # r = 1.6 -> 320 x round(164.8) = 165 rows; dh = 155 / 2 = 77.5 -> 77 rows on top, 78 below.
-    assert out.shape == (320, 320, 3) and ratio == (1.6, 1.6) and (dw, dh) == (0.0, 77.5)
-    assert np.all(out[:77] == 114) and np.all(out[77 + 165 :] == 114)
-    assert np.all(out[77 : 77 + 165] == 7)
-
-
-def test_letterbox_auto_pads_to_the_stride_multiple_only() -> None:
-    image = np.zeros((103, 200, 3), dtype=np.uint8)
-    out, _, (dw, dh) = letterbox(image, 320, auto=True, stride=32)
-    assert out.shape == (192, 320, 3)  # 165 + (155 mod 32 = 27)
-    assert (dw, dh) == (0.0, 13.5)
-    assert np.all(out[:13] == 114) and np.all(out[13 + 165 :] == 114) and np.all(out[13:178] == 0)
-
-
-def test_letterbox_without_scaleup_only_pads() -> None:
-    image = np.arange(100 * 50 * 3, dtype=np.uint64).reshape(100, 50, 3).astype(np.uint8)
-    out, ratio, (dw, dh) = letterbox(image, 320, auto=False, scaleup=False)
-    assert ratio == (1.0, 1.0) and (dw, dh) == (135.0, 110.0)
-    np.testing.assert_array_equal(out[110:210, 135:185], image)
-
-
-def test_letterbox_scale_fill_stretches() -> None:
-    out, ratio, pad = letterbox(np.zeros((100, 200, 3), np.uint8), 320, auto=False, scale_fill=True)
-    assert out.shape == (320, 320, 3) and ratio == (1.6, 3.2) and pad == (0.0, 0.0)
-
-
-def test_letterbox_pads_with_a_colour_tuple_and_keeps_2d_inputs() -> None:
-    out, _, _ = letterbox(
-        np.zeros((10, 20, 3), np.uint8), (40, 40), color=(1, 2, 3), auto=False, scaleup=False
-    )
-    assert out[0, 0].tolist() == [1, 2, 3]
-    gray, _, _ = letterbox(np.zeros((10, 20), np.uint8), (40, 40), auto=False, scaleup=False)
-    assert gray.shape == (40, 40)
-
-
-def test_letterbox_rejects_non_uint8() -> None:
-    with pytest.raises(ValueError, match="uint8"):
-        letterbox(np.zeros((10, 10, 3), np.float32))
-
-
-# ---------------------------------------------------------------------------------------------- load_resized
+    ref = ImageRef(0, "n5_00000.jpg", data=data, width=640, height=480)
+    batch = load_batch(BatchPlan((ref,), (256, 320)), imgsz=320)
+    assert batch.metas[0].gain == 0.5 and batch.metas[0].pad == (0.0, 8.0)
+    np.testing.assert_array_equal(batch.images[0].permute(1, 2, 0).numpy(), _reference_letterbox())
 
 
 @pytest.mark.parametrize(
-    ("hw", "expected"),
-    [((333, 500), (214, 320)), ((300, 1000), (96, 320)), ((480, 641), (240, 320)), ((100, 80), (320, 256))],
+    ("image_hw", "slot_hw"), [((103, 200), (128, 224)), ((240, 320), (256, 352)), ((77, 51), (96, 64))]
 )
-def test_load_resized_rounds_sizes_up_like_yolov5(hw: tuple[int, int], expected: tuple[int, int]) -> None:
-    image = np.zeros((*hw, 3), dtype=np.uint8)
-    resized, original, new = load_resized(image, 320)
-    assert original == hw and new == expected and resized.shape == (*expected, 3)
+def test_padding_only_matches_yolov5_letterbox_also_for_odd_padding(
+    image_hw: tuple[int, int], slot_hw: tuple[int, int]
+) -> None:
+    image = np.random.default_rng(sum(image_hw)).integers(0, 256, (*image_hw, 3), dtype=np.uint8)
+    ours, placed = _letterboxed(image, slot_hw)
+    theirs, _, (dw, dh) = yolov5_letterbox(image, slot_hw, auto=False, scaleup=False)
+    np.testing.assert_array_equal(ours, theirs)
+    assert placed == (1.0, (dw, dh), (round(dw - 0.1), round(dh - 0.1)))
 
 
-def test_decode_applies_exif_orientation() -> None:
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 30), (200, 10, 10)).save(buffer, format="JPEG", exif=exif)
-    assert decode_image(buffer.getvalue()).shape == (40, 30, 3)
+# ---------------------------------------------------------------------------------------------- the trainer
+
+
+@pytest.mark.parametrize("size_wh", [(200, 100), (640, 480), (31, 57), (50, 50), (333, 77), (1000, 999)])
+def test_scaleup_reproduces_the_trainers_squares_the_demo_model_learned_on(size_wh: tuple[int, int]) -> None:
+    rng = np.random.default_rng(size_wh[0])
+    image = rng.integers(0, 256, (size_wh[1], size_wh[0], 3), dtype=np.uint8)
+    ours, placed = _letterboxed(image, (64, 64), scaleup=True)
+    before, scale, offset = trainer_letterbox_square(Image.fromarray(image), 64)
+    np.testing.assert_array_equal(ours, before)
+    assert placed.scale == scale and placed.offset == offset
+
+
+def test_scaleup_keeps_aspect_and_centres() -> None:
+    image = np.full((100, 200, 3), (10, 20, 30), dtype=np.uint8)
+    square, placed = _letterboxed(image, (64, 64), scaleup=True)
+    assert placed == (0.32, (0.0, 16.0), (0, 16))
+    assert (square[16:48] == (10, 20, 30)).all()
+    assert (square[:16] == PAD_VALUE).all() and (square[48:] == PAD_VALUE).all()
+
+
+def test_without_scaleup_a_too_big_image_is_shrunk_and_a_small_one_only_padded() -> None:
+    big = np.zeros((100, 200, 3), np.uint8)
+    _, placed = _letterboxed(big, (64, 64))
+    assert placed.scale == 0.32
+    small = np.zeros((10, 20, 3), np.uint8)
+    out, placed = _letterboxed(small, (64, 64))
+    assert placed == (1.0, (22.0, 27.0), (22, 27)) and (out[27:37, 22:42] == 0).all()
 
 
 # ---------------------------------------------------------------------------------------------- rect batches
@@ -168,59 +131,41 @@ def test_rect_batch_shapes_empty_and_invalid() -> None:
         rect_batch_shapes(np.ones((2, 2)), 0, 320, 32)
 
 
-def test_every_image_fits_its_rect_batch_shape_after_load_resized() -> None:
+def test_every_image_fits_its_rect_batch_shape_after_the_resize() -> None:
     rng = np.random.default_rng(1)
     shapes_wh = rng.integers(50, 900, size=(40, 2))
     order, batch_shapes = rect_batch_shapes(shapes_wh, batch_size=8, imgsz=320, stride=32)
     for position, image_index in enumerate(order):
-        w0, h0 = shapes_wh[image_index]
-        ratio = 320 / max(w0, h0)
-        resized_hw = (int(np.ceil(h0 * ratio)), int(np.ceil(w0 * ratio)))
+        width, height = (int(side) for side in shapes_wh[image_index])
+        resized_w, resized_h = resized_size(width, height, 320)
         batch_hw = batch_shapes[position // 8]
-        assert resized_hw[0] <= batch_hw[0] and resized_hw[1] <= batch_hw[1]
+        assert resized_h <= batch_hw[0] and resized_w <= batch_hw[1]
         assert batch_hw[0] % 32 == 0 and batch_hw[1] % 32 == 0
 
 
-# ---------------------------------------------------------------------------------------------- boxes
-
-
-def test_xywhn2xyxy_hand_computed() -> None:
-    boxes = np.array([[0.5, 0.5, 0.2, 0.4]])
-    np.testing.assert_allclose(xywhn2xyxy(boxes, 100, 50, padw=3, padh=4), [[43, 19, 63, 39]])
-    tensor = xywhn2xyxy(torch.tensor([[0.5, 0.5, 1.0, 1.0]]), 10, 20)
-    assert isinstance(tensor, torch.Tensor) and tensor.tolist() == [[0.0, 0.0, 10.0, 20.0]]
+# ---------------------------------------------------------------------------------------- boxes and labels
 
 
 @pytest.mark.parametrize("original_hw", [(480, 640), (103, 200), (333, 500), (100, 50)])
-def test_scale_boxes_inverts_letterbox(original_hw: tuple[int, int]) -> None:
-    image = np.zeros((*original_hw, 3), dtype=np.uint8)
-    out, (ratio, _), (dw, dh) = letterbox(image, 320, auto=True)
+def test_boxes_map_back_through_the_recorded_gain_and_padding(original_hw: tuple[int, int]) -> None:
+    """The pass's way: resize the long side to 320, pad into the rect shape, record gain and ``pad``."""
     height, width = original_hw
-    boxes = np.array([[0, 0, width, height], [width * 0.1, height * 0.2, width * 0.6, height * 0.9]])
-    forward = boxes * ratio + np.array([dw, dh, dw, dh])
-    back = scale_boxes(out.shape[:2], forward, original_hw)
-    np.testing.assert_allclose(back, boxes, atol=0.5 / ratio + 1e-6)
-    exact = scale_boxes(out.shape[:2], forward, original_hw, ratio_pad=((ratio, ratio), (dw, dh)))
-    np.testing.assert_allclose(exact, boxes, atol=1e-9)
-    np.testing.assert_allclose(forward, boxes * ratio + np.array([dw, dh, dw, dh]))  # input untouched
-
-
-def test_scale_boxes_clips_and_accepts_tensors() -> None:
-    boxes = torch.tensor([[-20.0, -5.0, 400.0, 300.0]])
-    back = scale_boxes((256, 320), boxes, (480, 640), ratio_pad=((0.5, 0.5), (0.0, 8.0)))
-    assert isinstance(back, torch.Tensor) and back.tolist() == [[0.0, 0.0, 640.0, 480.0]]
-    assert boxes.tolist() == [[-20.0, -5.0, 400.0, 300.0]]
-
-
-def test_clip_boxes_numpy_in_place() -> None:
-    boxes = np.array([[-1.0, 5.0, 12.0, 30.0]])
-    clip_boxes(boxes, (20, 10))
-    assert boxes.tolist() == [[0.0, 5.0, 10.0, 20.0]]
+    resized_w, resized_h = resized_size(width, height, 320)
+    _, (slot_hw,) = rect_batch_shapes(np.array([[width, height]]), 1, 320, 32)
+    resized = np.zeros((resized_h, resized_w, 3), np.uint8)
+    _, placed = _letterboxed(resized, (int(slot_hw[0]), int(slot_hw[1])))
+    gain = placed.scale * resized_h / height
+    pad_w, pad_h = placed.pad
+    boxes = torch.tensor([[0, 0, width, height], [width * 0.1, height * 0.2, width * 0.6, height * 0.9]])
+    forward = boxes * gain + torch.tensor([pad_w, pad_h, pad_w, pad_h])
+    back = scale_boxes_to_original(forward, gain, (pad_w, pad_h), original_hw)
+    torch.testing.assert_close(back, boxes.float(), atol=1e-3, rtol=0)
+    widened = forward + torch.tensor([-50.0, -50.0, 50.0, 50.0])
+    beyond = scale_boxes_to_original(widened, gain, placed.pad, original_hw)
+    assert beyond[0].tolist() == [0.0, 0.0, float(width), float(height)]  # clipped to the image
 
 
 def test_labels_follow_gain_and_padding_into_the_letterboxed_input() -> None:
-    from smartcash_core.data.letterbox import labels_to_letterbox
-
     labels = np.array([[3, 0.5, 0.5, 0.25, 0.5]], dtype=np.float32)  # 640x480 image, gain 0.5, 8 px top pad
     placed = labels_to_letterbox(labels, (640, 480), 0.5, (0.0, 8.0), (320, 256))
     assert placed.dtype == np.float32

@@ -112,3 +112,43 @@ def test_api_refuses_a_data_yaml_pointing_outside_with_400(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "path_rejected" and "outside the data root" in error["message"] and error["fix"]
+
+
+@pytest.mark.parametrize(
+    ("list_text", "message"),
+    [
+        ("images/val/a.jpg\nimages/val/b\x00c.jpg\n", "cannot be resolved"),  # was a ValueError (500)
+        ("images/val/a.jpg\n" + "n" * 300 + ".jpg\n", "cannot be read"),  # ENAMETOOLONG: the job would crash
+    ],
+)
+def test_hostile_list_lines_are_a_400_not_a_crash(
+    roots: tuple[Path, Path], list_text: str, message: str
+) -> None:
+    root, _ = roots
+    (root / "ds" / "val.txt").write_text(list_text)
+    (root / "ds" / "data.yaml").write_text("val: val.txt\n")
+    with pytest.raises(PathRejected, match=message):
+        _check(root, root / "ds")
+
+
+def test_an_unreadable_data_yaml_is_refused_and_broken_ones_are_left_to_the_job(
+    roots: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = roots
+    data_yaml = root / "ds" / "data.yaml"
+    for left_to_the_job in ("train: images/val\n", "val: [unclosed\n", "val: [images/val, nowhere]\n"):
+        data_yaml.write_text(left_to_the_job)
+        _check(root, root / "ds")  # the job fails with the library's own message
+    (root / "ds" / "val.txt").write_bytes(b"\xff\xfe not text")
+    data_yaml.write_text("val: val.txt\n")
+    _check(root, root / "ds")
+    read_text = Path.read_text
+
+    def denied(path: Path, *args: Any, **kwargs: Any) -> str:
+        if path == data_yaml:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(PathRejected, match=r"names a file that cannot be read: .*Permission denied"):
+        _check(root, root / "ds")

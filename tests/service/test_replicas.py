@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from smartcash_core.data.synthetic import generate_dataset
+from smartcash_core.training.synthetic import generate_dataset
 from tests.postgres_server import PostgresCluster
 from tests.service.conftest import FAST_PARAMS, upload_files, wait_final
 from tests.service.servers import ServerProcess, sse_events
@@ -123,10 +123,11 @@ def test_cancel_on_b_stops_a_job_running_on_a(
             if kind == "progress" and data["done"] >= 1 and cancelled_at is None:
                 assert on_b.post(f"/v1/validations/{job_id}/cancel").json()["status"] == "cancelling"
                 cancelled_at = data["done"]
-            if kind == "status":
-                assert data["status"] == "cancelled" and data["done"] < 24
+            if kind == "status":  # the flag is seen between batches: it may land after the last one
+                assert data["status"] == "cancelled" and data["done"] <= 24
         final = wait_final(on_a, job_id)
-        assert cancelled_at is not None and final["status"] == "cancelled" and final["replica"] == "a"
+        assert cancelled_at is not None and cancelled_at < 24  # asked while a still had batches to run
+        assert final["status"] == "cancelled" and final["replica"] == "a" and final["result"] is None
         assert final["error"]["code"] == "cancelled"
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from smartcash_core.loss import LossHyp, LossInputError, YoloLoss, assign_targets, ciou
+from smartcash_core.training.loss import LossHyp, LossInputError, YoloLoss, assign_targets, ciou
 
 NUM_CLASSES = 17
 # One level, 10x10 grid, three anchors in grid units: small, medium, and one too large for a 2x2 target.

@@ -13,20 +13,21 @@ import pytest
 import torch
 from PIL import Image
 
-from smartcash_core.train import (
+from smartcash_core.data.letterbox import labels_to_letterbox
+from smartcash_core.training.train import (
     FROZEN_BACKBONE_LAYERS,
     CachedDataset,
     TrainConfig,
     WeightEma,
     augment_batch,
     learning_rate,
-    letterbox_square,
     load_cached_dataset,
     make_optimizer,
     set_backbone_frozen,
     train_phase,
     train_step,
 )
+from tests.geometry_reference import trainer_letterbox_square
 
 ASSETS = Path(__file__).resolve().parents[2] / "smartcash_core" / "assets"
 DEMO_CHECKPOINT = ASSETS / "demo_yolov5n.safetensors"
@@ -36,14 +37,26 @@ def _config(**overrides: object) -> TrainConfig:
     return TrainConfig(out=Path("unused.safetensors"), workdir=Path("unused"), **overrides)  # type: ignore[arg-type]
 
 
-def test_letterbox_square_keeps_aspect_and_centres(tmp_path: Path) -> None:
-    image = Image.new("RGB", (200, 100), (10, 20, 30))
-    canvas, scale, pad = letterbox_square(image, 64)
-    assert canvas.shape == (64, 64, 3)
-    assert scale == pytest.approx(0.32)
-    assert pad == (0, 16)
-    assert (canvas[16:48] == (10, 20, 30)).all()
-    assert (canvas[:16] == 114).all() and (canvas[48:] == 114).all()
+def test_cached_dataset_has_the_pixels_and_labels_of_the_trainer_before_the_shared_letterbox(
+    tmp_path: Path,
+) -> None:
+    """The demo model was trained on these squares: the shared reader + letterbox must not move a pixel."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    rng = np.random.default_rng(3)
+    sizes = {"wide.jpg": (200, 100), "big.png": (640, 480), "tiny.png": (31, 57), "odd.jpg": (333, 77)}
+    for name, (width, height) in sizes.items():
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "images" / name)
+        (tmp_path / "labels" / f"{Path(name).stem}.txt").write_text("3 0.5 0.5 0.5 0.25\n1 0.2 0.7 0.1 0.3\n")
+    data = load_cached_dataset(tmp_path / "images", tmp_path / "labels", 64)
+    for index, name in enumerate(sorted(sizes)):
+        with Image.open(tmp_path / "images" / name) as image:
+            square, scale, offset = trainer_letterbox_square(image, 64)
+        assert torch.equal(data.images[index], torch.from_numpy(square).permute(2, 0, 1)), name
+        raw = np.array([[3, 0.5, 0.5, 0.5, 0.25], [1, 0.2, 0.7, 0.1, 0.3]], dtype=np.float32)
+        expected = labels_to_letterbox(raw, sizes[name], scale, offset, (64, 64))
+        assert torch.equal(data.labels[index], torch.from_numpy(expected)), name
 
 
 def test_cached_dataset_maps_labels_into_the_square(tmp_path: Path) -> None:
@@ -105,7 +118,7 @@ def test_freezing_covers_exactly_the_backbone(small_model: torch.nn.Module) -> N
 
 
 def test_training_steps_reduce_the_loss_on_a_two_image_batch(small_model: torch.nn.Module) -> None:
-    from smartcash_core.loss import YoloLoss
+    from smartcash_core.training.loss import YoloLoss
 
     torch.manual_seed(1)
     model = small_model
@@ -169,7 +182,7 @@ def test_demo_checkpoint_loads_and_records_phase_two() -> None:
 
 @pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason="demo checkpoint not committed yet")
 def test_init_from_the_demo_checkpoint_carries_its_epochs() -> None:
-    from smartcash_core.train import _initial_model
+    from smartcash_core.training.train import _initial_model
 
     model, prior = _initial_model(_config(init=DEMO_CHECKPOINT))
     assert model.training

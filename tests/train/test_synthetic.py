@@ -13,7 +13,8 @@ from PIL import Image
 from smartcash_core.classes import default_class_table
 from smartcash_core.cli import main as cli_main
 from smartcash_core.data.dataset import load_yolo_dataset
-from smartcash_core.data.synthetic import (
+from smartcash_core.errors import DatasetError
+from smartcash_core.training.synthetic import (
     DOMAIN_CONFIGS,
     NUM_DENOMINATIONS,
     _render_note,
@@ -21,7 +22,6 @@ from smartcash_core.data.synthetic import (
     generate_dataset,
     render_scene,
 )
-from smartcash_core.errors import DatasetError
 
 
 def _digest_tree(root: Path) -> dict[str, str]:

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 from smartcash_core.classes import default_class_table
-from smartcash_core.data.letterbox import PAD_VALUE, labels_to_letterbox
+from smartcash_core.data.images import decode_image
+from smartcash_core.data.letterbox import PAD_VALUE, labels_to_letterbox, letterbox_into
 from smartcash_core.errors import DatasetError
-from smartcash_core.loss import YoloLoss
+from smartcash_core.training.loss import YoloLoss
 
 FROZEN_BACKBONE_LAYERS = 10  # model.0 ... model.9: the YOLOv5 backbone including SPPF
 VAL_SEED_OFFSET = 1000  # val scenes come from another seed than the training scenes
@@ -71,20 +71,6 @@ class CachedDataset:
 # --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
-def letterbox_square(image: Image.Image, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Resize keeping the aspect ratio so the long side is ``size``, pad to ``size x size`` centred.
-
-    Returns the ``[size, size, 3]`` uint8 array, the scale and the ``(left, top)`` padding in pixels.
-    """
-    scale = size / max(image.width, image.height)
-    new_w, new_h = round(image.width * scale), round(image.height * scale)
-    resized = image.convert("RGB").resize((new_w, new_h), Image.Resampling.BILINEAR)
-    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
-    left, top = (size - new_w) // 2, (size - new_h) // 2
-    canvas[top : top + new_h, left : left + new_w] = np.asarray(resized)
-    return canvas, scale, (left, top)
-
-
 def _read_labels(path: Path) -> np.ndarray:
     """YOLO label file -> ``[n, 5]`` float32 (missing file: a background image)."""
     if not path.exists():
@@ -94,19 +80,24 @@ def _read_labels(path: Path) -> np.ndarray:
 
 
 def load_cached_dataset(image_dir: Path, label_dir: Path, size: int) -> CachedDataset:
-    """Decode and letterbox every image of a YOLO split once (the training loop never decodes again)."""
+    """Decode and letterbox every image of a YOLO split once (the training loop never decodes again).
+
+    Each image goes through the shared reader and letterbox: decoded upright, scaled (PIL bilinear, up or
+    down) so its long side is ``size`` and centred in a grey ``size x size`` square, the geometry the demo
+    model was trained with.
+    """
     paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     if not paths:
         raise DatasetError(f"no training images in {image_dir}")
-    images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    images = torch.full((len(paths), 3, size, size), PAD_VALUE, dtype=torch.uint8)
     labels: list[Tensor] = []
-    for index, path in enumerate(paths):
-        with Image.open(path) as image:
-            array, scale, pad = letterbox_square(image, size)
-            width, height = image.width, image.height
-        images[index] = torch.from_numpy(array).permute(2, 0, 1)
+    for slot, path in zip(images, paths, strict=True):
+        pixels = decode_image(path)
+        placed = letterbox_into(slot, torch.from_numpy(pixels.transpose(2, 0, 1).copy()), scaleup=True)
+        original_wh = (pixels.shape[1], pixels.shape[0])
         raw = _read_labels(label_dir / f"{path.stem}.txt")
-        labels.append(torch.from_numpy(labels_to_letterbox(raw, (width, height), scale, pad, (size, size))))
+        letterboxed = labels_to_letterbox(raw, original_wh, placed.scale, placed.offset, (size, size))
+        labels.append(torch.from_numpy(letterboxed))
     return CachedDataset(images, labels)
 
 
@@ -279,7 +270,7 @@ def evaluate_map50(model: nn.Module, val_root: Path, imgsz: int) -> dict[str, fl
 
 def prepare_datasets(config: TrainConfig, log: Log) -> tuple[Path, Path]:
     """Generate (once) the training scenes and a val set with another seed under the work directory."""
-    from smartcash_core.data.synthetic import generate_dataset
+    from smartcash_core.training.synthetic import generate_dataset
 
     train_root = config.workdir / f"data-s{config.seed}-n{config.images}"
     val_root = config.workdir / f"val-s{config.seed + VAL_SEED_OFFSET}-n{config.val_images}"

@@ -22,19 +22,25 @@ versions.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from smartcash_core.classes import default_class_table
 from smartcash_core.errors import DatasetError
+from smartcash_core.training.scenery import (
+    NOTE_PATTERNS,
+    RGB,
+    blend,
+    default_font,
+    draw_distractors,
+    jitter,
+    paint_background,
+)
 
-RGB = tuple[int, int, int]
 # (class id, x0, y0, x1, y1) in pixels of the image being drawn.
 PixelBox = tuple[int, float, float, float, float]
 
@@ -105,154 +111,8 @@ DOMAIN_CONFIGS: dict[str, DomainConfig] = {
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Background and clutter
+# One note (backgrounds, clutter and note patterns: ``scenery``)
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _random_colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> RGB:
-    red, green, blue = (int(v) for v in rng.integers(low, high, size=3))
-    return red, green, blue
-
-
-def _background(rng: np.random.Generator, width: int, height: int, config: DomainConfig) -> Image.Image:
-    """A gradient blended with coarse colour noise, a sine texture and fine pixel noise, ``[H, W, 3]``.
-
-    Everything is float32 and built from broadcast ``[1, W]`` / ``[H, 1]`` axes: this is the generator's
-    hot spot.
-    """
-    xs = np.arange(width, dtype=np.float32)[None, :]
-    ys = np.arange(height, dtype=np.float32)[:, None]
-    angle = rng.uniform(0, 2 * math.pi)
-    ramp = (xs * np.float32(math.cos(angle)) + ys * np.float32(math.sin(angle))) / max(width, height)
-    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
-    start = np.asarray(_random_colour(rng, 40, 220), dtype=np.float32)
-    end = np.asarray(_random_colour(rng, 40, 220), dtype=np.float32)
-
-    cells = int(rng.integers(config.background_cells[0], config.background_cells[1] + 1))
-    coarse = rng.integers(0, 256, size=(cells, cells, 3), dtype=np.uint8)
-    coarse_up = np.asarray(Image.fromarray(coarse).resize((width, height), Image.Resampling.BILINEAR))
-
-    # sin(a x + b y) expanded so that only [1, W] and [H, 1] vectors go through sin/cos.
-    frequency = rng.uniform(0.02, 0.2)
-    phase_x = xs * np.float32(rng.uniform(-1, 1) * frequency)
-    phase_y = ys * np.float32(rng.uniform(-1, 1) * frequency)
-    texture = np.sin(phase_x) * np.cos(phase_y) + np.cos(phase_x) * np.sin(phase_y)
-    amplitude = np.float32(rng.uniform(0, 18))
-    noise = rng.integers(
-        -config.background_noise, config.background_noise + 1, size=(height, width), dtype=np.int16
-    )
-    grey = texture * amplitude + noise
-
-    image = ramp[..., None] * ((end - start) * np.float32(0.65)) + start * np.float32(0.65)
-    image += coarse_up * np.float32(0.35)
-    image += grey[..., None]
-    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
-
-
-def _draw_distractors(rng: np.random.Generator, image: Image.Image, count: int) -> None:
-    """Shapes, lines and digit strings that are not banknotes (unlabelled clutter)."""
-    draw = ImageDraw.Draw(image)
-    width, height = image.size
-    for _ in range(count):
-        kind = int(rng.integers(0, 4))
-        size = int(rng.integers(max(width, height) // 40, max(width, height) // 6 + 2))
-        x0, y0 = int(rng.integers(-size // 2, width)), int(rng.integers(-size // 2, height))
-        box = (x0, y0, x0 + size, y0 + int(size * rng.uniform(0.3, 1.5)))
-        colour = _random_colour(rng)
-        if kind == 0:
-            draw.rectangle(box, fill=colour)
-        elif kind == 1:
-            draw.ellipse(box, fill=colour, outline=_random_colour(rng))
-        elif kind == 2:
-            draw.line((box[0], box[1], box[2], box[3]), fill=colour, width=int(rng.integers(1, 6)))
-        else:
-            text = str(int(rng.integers(1, 100000)))
-            draw.text((x0, y0), text, fill=colour, font=_font(max(8, size // 3)))
-
-
-@cache
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """PIL's bundled default font at ``size`` px (FreeType build); cached because loading is slow."""
-    return ImageFont.load_default(size=size)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# One note
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _jitter(colour: RGB, offset: np.ndarray) -> RGB:
-    red, green, blue = (int(v) for v in np.clip(np.asarray(colour) + offset, 0, 255))
-    return red, green, blue
-
-
-def _blend(colour: RGB, towards: RGB, amount: float) -> RGB:
-    red, green, blue = (round(c + (t - c) * amount) for c, t in zip(colour, towards, strict=True))
-    return red, green, blue
-
-
-def _pattern_waves(draw: ImageDraw.ImageDraw, w: int, h: int, ink: RGB, phase: float) -> None:
-    for row in range(1, 7):
-        y = h * row / 7
-        points = [(x, y + h * 0.04 * math.sin(x / w * 12 + phase + row)) for x in range(0, w + 8, 8)]
-        draw.line(points, fill=ink, width=2)
-
-
-def _pattern_diagonals(draw: ImageDraw.ImageDraw, w: int, h: int, ink: RGB, phase: float) -> None:
-    step = max(6, w // 14)
-    shift = int(phase * step) % step
-    for x in range(-h + shift, w, step):
-        draw.line((x, h, x + h, 0), fill=ink, width=2)
-
-
-def _pattern_rings(draw: ImageDraw.ImageDraw, w: int, h: int, ink: RGB, phase: float) -> None:
-    cx, cy = w * (0.45 + 0.1 * math.sin(phase)), h * 0.5
-    for radius in range(max(4, h // 10), w, max(5, h // 8)):
-        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), outline=ink, width=2)
-
-
-def _pattern_grid(draw: ImageDraw.ImageDraw, w: int, h: int, ink: RGB, phase: float) -> None:
-    step = max(6, h // 6)
-    for x in range(int(phase * 3) % step, w, step):
-        draw.line((x, 0, x, h), fill=ink, width=1)
-    for y in range(int(phase * 3) % step, h, step):
-        draw.line((0, y, w, y), fill=ink, width=1)
-
-
-def _pattern_dots(draw: ImageDraw.ImageDraw, w: int, h: int, ink: RGB, phase: float) -> None:
-    step = max(6, h // 7)
-    radius = max(1, step // 4)
-    for row, y in enumerate(range(step // 2, h, step)):
-        offset = (step // 2) * (row % 2) + int(phase * 2) % step
-        for x in range(offset, w, step):
-            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=ink)
-
-
-def _pattern_bands(draw: ImageDraw.ImageDraw, w: int, h: int, ink: RGB, phase: float) -> None:
-    step = max(8, w // 9)
-    for x in range(int(phase * 5) % step, w, step):
-        draw.rectangle((x, 0, x + step // 3, h), fill=ink)
-
-
-def _pattern_chevrons(draw: ImageDraw.ImageDraw, w: int, h: int, ink: RGB, phase: float) -> None:
-    step = max(6, h // 6)
-    tooth = max(4, w // 20)
-    for y in range(int(phase * 3) % step, h + step, step):
-        points = [(x, y - (tooth if (x // tooth) % 2 else 0)) for x in range(0, w + tooth, tooth)]
-        draw.line(points, fill=ink, width=2)
-
-
-PatternDrawer = Callable[[ImageDraw.ImageDraw, int, int, RGB, float], None]
-# One pattern per denomination, in denomination order.
-NOTE_PATTERNS: tuple[PatternDrawer, ...] = (
-    _pattern_waves,
-    _pattern_diagonals,
-    _pattern_rings,
-    _pattern_grid,
-    _pattern_dots,
-    _pattern_bands,
-    _pattern_chevrons,
-)
 
 
 def _draw_nominal_badge(
@@ -264,7 +124,7 @@ def _draw_nominal_badge(
     text = DENOMINATION_TEXT[denomination]
     text_height = y1 - y0
     font_size = max(8, int(min(text_height * 0.62, (x1 - x0) * 0.9 / (0.62 * len(text)))))
-    font = _font(font_size)
+    font = default_font(font_size)
     left, top, right, _ = draw.textbbox((0, 0), text, font=font)
     text_x = x0 + (x1 - x0 - (right - left)) / 2 - left
     text_y = y0 + text_height * 0.05 - top
@@ -309,14 +169,14 @@ def _render_note(
     """Draw one upright note ``[h, w]`` (RGBA) and return it with its labels in note pixels."""
     style = NOTE_STYLES[denomination]
     offset = rng.integers(-config.colour_jitter, config.colour_jitter + 1, size=3)
-    base, ink = _jitter(style.base, offset), _jitter(style.ink, offset)
+    base, ink = jitter(style.base, offset), jitter(style.ink, offset)
     note = Image.new("RGBA", (w, h), (*base, 255))
     draw = ImageDraw.Draw(note)
-    NOTE_PATTERNS[denomination](draw, w, h, _blend(ink, base, 0.45), float(rng.uniform(0, 2 * math.pi)))
+    NOTE_PATTERNS[denomination](draw, w, h, blend(ink, base, 0.45), float(rng.uniform(0, 2 * math.pi)))
     draw.rectangle((0, 0, w - 1, h - 1), outline=ink, width=max(2, h // 40))
     # An unlabelled "portrait" so the model must not treat every blob on a note as a feature.
     portrait = _fraction_box(w, h, 0.53, 0.46, 0.71, 0.88)
-    draw.ellipse(portrait, fill=_blend(ink, base, 0.2), outline=ink)
+    draw.ellipse(portrait, fill=blend(ink, base, 0.2), outline=ink)
 
     labels: list[PixelBox] = []
     jx, jy = rng.uniform(-0.02, 0.02, size=2)
@@ -344,7 +204,7 @@ def _draw_authentication_features(
     if present[1]:
         box = _fraction_box(w, h, 0.06, 0.18, 0.28, 0.82)
         draw.ellipse(
-            box, fill=_blend(base, (255, 255, 255), 0.45), outline=_blend(base, (255, 255, 255), 0.25)
+            box, fill=blend(base, (255, 255, 255), 0.45), outline=blend(base, (255, 255, 255), 0.25)
         )
         labels.append((WATERMARK_CLASS, *map(float, box)))
     if present[2]:
@@ -451,8 +311,8 @@ def render_scene(
 ) -> tuple[Image.Image, list[PixelBox]]:
     """Draw one scene; return the RGB image and its labels as ``(cls, x0, y0, x1, y1)`` pixel boxes."""
     config = _domain_config(domain)
-    canvas = _background(rng, width, height, config)
-    _draw_distractors(rng, canvas, int(rng.integers(config.distractors[0], config.distractors[1] + 1)))
+    canvas = paint_background(rng, width, height, config.background_cells, config.background_noise)
+    draw_distractors(rng, canvas, int(rng.integers(config.distractors[0], config.distractors[1] + 1)))
     weights = np.asarray(config.note_count_weights)
     count = int(rng.choice(len(weights), p=weights / weights.sum()))
     return canvas, _place_notes(rng, canvas, count, config)

@@ -1,0 +1,163 @@
+"""The one image reader: a cheap header probe, and decode + EXIF orientation + resize, as YOLOv5 reads images.
+
+- :func:`probe_image` checks an image without decoding its pixels (the dataset index runs it on every file).
+- :func:`decode_image` decodes to uint8 RGB ``[H, W, 3]`` upright (EXIF orientation applied, as
+  ``cv2.imread`` does) and, given ``imgsz``, resizes the long side to it like YOLOv5's ``load_image``:
+  ``math.ceil`` of the scaled size, cv2-faithful INTER_AREA when shrinking, INTER_LINEAR when enlarging.
+  Large JPEGs may be decoded DCT-scaled (PIL draft mode) first, as a :class:`DraftPolicy` says.
+
+The validation pass (through the loader's cache), the trainer and, through the pass's batches, the
+validation loss all read pixels through :func:`decode_image`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from smartcash_core.data.resize import resize_area, resize_linear
+
+EXIF_ORIENTATION_TAG = 0x0112
+EXIF_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
+PIL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"})
+MIN_IMAGE_SIDE = 10  # YOLOv5 rejects images with a side under 10 px
+
+ImageSource = Path | bytes  # a file, or the encoded bytes of an upload
+
+
+class UnreadableImage(Exception):
+    """An image cannot be opened or decoded; the loader reports it and skips it."""
+
+
+class DraftPolicy(NamedTuple):
+    """When JPEGs are decoded DCT-scaled (PIL draft mode): files at least ``min_factor`` times the target
+    size, scaled down to no less than ``keep_factor`` times the target (the resize does the rest)."""
+
+    min_factor: int
+    keep_factor: int
+
+
+# Exact: only from 4x, and only down to twice the target, so the final area resize still sets the pixels:
+# at 2x (e.g. 640x480 -> 320) the full decode + cv2-faithful resize reproduces YOLOv5 val bit for bit.
+EXACT_DRAFT = DraftPolicy(min_factor=4, keep_factor=2)
+# Fast: from 2x straight to the target size (a 1280x960 JPEG decodes at 640x480, ~4x cheaper, no resize);
+# pixels differ slightly from cv2's INTER_AREA, so metrics can move in the 4th decimal.
+FAST_DRAFT = DraftPolicy(min_factor=2, keep_factor=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Probe (header only)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def probe_image(source: ImageSource) -> tuple[tuple[int, int] | None, str]:
+    """Cheaply check an image (no full decode): return ``((height, width), "")`` or ``(None, reason)``.
+
+    Checks the header, PIL ``verify()``, the JPEG end marker and the size. The size is EXIF-corrected like
+    YOLOv5's ``exif_size``; YOLOv5 only swaps for orientations 6 and 8, here 5 and 7 (transposes) swap too,
+    so the size matches the decoded, EXIF-transposed image.
+    """
+    try:
+        with _open_binary(source) as handle:
+            with Image.open(handle) as image:
+                fmt, (width, height) = image.format, image.size
+                image.verify()  # must come first after open; the image is unusable afterwards
+            truncated = fmt in {"JPEG", "MPO"} and not _ends_with_jpeg_eoi(handle)
+            orientation = _header_orientation(handle) if fmt != "BMP" else None
+    except FileNotFoundError:
+        return None, "image file not found"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return None, f"unreadable or corrupt image: {exc}"
+    if fmt not in PIL_FORMATS:
+        return None, f"unsupported image format {fmt}"
+    if truncated:
+        return None, "corrupt JPEG: no end-of-image marker (truncated file?)"
+    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
+        return None, f"image is {width}x{height}, smaller than {MIN_IMAGE_SIDE} px on a side"
+    if orientation in EXIF_TRANSPOSED:
+        width, height = height, width
+    return (height, width), ""
+
+
+def _open_binary(source: ImageSource) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def _header_orientation(handle: BinaryIO) -> int | None:
+    """Re-open the header (cheap, no pixel decode) to read the EXIF orientation tag; a malformed EXIF
+    block raises (the probe then reports the image as corrupt)."""
+    handle.seek(0)
+    with Image.open(handle) as image:
+        value = image.getexif().get(EXIF_ORIENTATION_TAG)
+    return value if isinstance(value, int) else None
+
+
+def _ends_with_jpeg_eoi(handle: BinaryIO) -> bool:
+    handle.seek(-2, os.SEEK_END)
+    return handle.read(2) == b"\xff\xd9"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Decode
+# ----------------------------------------------------------------------------------------------------------
+
+
+def open_image(source: ImageSource) -> Image.Image:
+    """``Image.open`` with every failure as :class:`UnreadableImage`."""
+    try:
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage(f"not a readable image ({exc.__class__.__name__}: {exc})") from exc
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation of an open image, 1 (upright) when absent or malformed: decoding tolerates
+    what the probe already let through."""
+    try:
+        return int(image.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # malformed EXIF must not make the image unusable
+        return 1
+
+
+def resized_size(width: int, height: int, imgsz: int) -> tuple[int, int]:
+    """``(width, height)`` after YOLOv5's ``load_image``: long side to ``imgsz``, sizes rounded up."""
+    ratio = imgsz / max(width, height)
+    if ratio == 1:
+        return width, height
+    return math.ceil(width * ratio), math.ceil(height * ratio)
+
+
+def decode_image(
+    source: ImageSource, imgsz: int | None = None, draft: DraftPolicy | None = None
+) -> np.ndarray:
+    """Decode ``source`` to uint8 RGB ``[H, W, 3]``, upright; with ``imgsz``, the long side resized to it.
+
+    Raises :class:`UnreadableImage` when the file cannot be opened or decoded.
+    """
+    with open_image(source) as image:
+        orientation = exif_orientation(image)
+        swapped = orientation in EXIF_TRANSPOSED
+        raw_w, raw_h = image.size
+        shown_w, shown_h = (raw_h, raw_w) if swapped else (raw_w, raw_h)
+        target = resized_size(shown_w, shown_h, imgsz) if imgsz is not None else (shown_w, shown_h)
+        if draft is not None and image.format == "JPEG" and shown_w >= draft.min_factor * target[0]:
+            # DCT-scaled decoding: never smaller than the request, far cheaper than a full decode
+            keep_w, keep_h = draft.keep_factor * target[0], draft.keep_factor * target[1]
+            image.draft("RGB", (keep_h, keep_w) if swapped else (keep_w, keep_h))
+        try:
+            rgb = image.convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UnreadableImage(f"cannot decode image ({exc.__class__.__name__}: {exc})") from exc
+    if orientation != 1:
+        rgb = ImageOps.exif_transpose(rgb)
+    pixels = np.asarray(rgb)
+    if rgb.size != target:  # cv2-faithful resampling, as YOLOv5's load_image
+        shrinking = target[0] < rgb.size[0]
+        pixels = (resize_area if shrinking else resize_linear)(pixels, target)
+    return pixels
