@@ -12,7 +12,7 @@ dataset reader can name these types without importing the pass.
 ``preprocess``, ``inference``, ``nms``, ``metrics``, ``loader_wait``, and ``loss`` when computed),
 ``wall_s``, ``cache`` (``get_cache_info()``), ``per_image[]`` (``index`` in the dataset, ``order`` in
 processing, ``file``, ``instances``, ``predictions``, ``tp``, ``fp``, ``fn``, ``true_denomination``,
-``predicted_denomination``), ``params``, ``model``.
+``predicted_denomination``), ``params``, ``model``, ``warnings[]`` (``{code, message}``).
 
 Headline numbers (``metrics.map50`` ...) are the mapped view (8 classes); ``metrics.fine`` is the 17-class
 view. Per-class lists hold the classes that have ground truth (YOLOv5's convention).
@@ -126,6 +126,17 @@ def _upper(spec: ParamSpec) -> str:
     return "" if spec.le is None else f" and at most {spec.le:g}"
 
 
+class ValidationWarning(NamedTuple):
+    """Something the caller should know about a pass that still succeeded: ``code`` is a stable snake_case
+    identifier for programs, ``message`` says what happened and what to do, for people."""
+
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
 @dataclass
 class ValidationResult:
     metrics: dict[str, Any]
@@ -136,6 +147,7 @@ class ValidationResult:
     per_image: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, str]] = field(default_factory=list)  # ValidationWarning.to_dict() entries
     # The pass's metric state, kept for plots (PR/F1 curves); not part of the JSON contract.
     evaluator: DetectionEvaluator | None = field(default=None, repr=False, compare=False)
 

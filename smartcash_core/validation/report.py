@@ -37,6 +37,7 @@ def format_report(result: ValidationResult) -> str:
         for entry in skipped[:MAX_SKIPPED_LINES]:
             where = f":{entry['line']}" if entry.get("line") else ""
             lines.append(f"  {entry['file']}{where}: {entry['reason']}")
+    lines += [f"Warning ({warning['code']}): {warning['message']}" for warning in result.warnings]
     if "loss" in metrics:
         loss = metrics["loss"]
         lines.append(f"Loss: box {loss['box']:.5f}  obj {loss['obj']:.5f}  cls {loss['cls']:.5f}")

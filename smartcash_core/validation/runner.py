@@ -41,6 +41,7 @@ from smartcash_core.validation.params import (
     ValidationParams,
     ValidationResult,
     ValidationSource,
+    ValidationWarning,
     check_params,
 )
 from smartcash_core.validation.source import PassPlan, plan_pass
@@ -79,12 +80,21 @@ class PassLog:
     instances: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[ValidationWarning] = field(default_factory=list)
+
+    def warn(self, code: str, message: str) -> None:
+        """Record a warning once (every shard of a distributed pass may raise the same one)."""
+        warning = ValidationWarning(code, message)
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
     def merge(self, other: PassLog) -> None:
         """Add a later shard's log; the dataset's own report, which every shard carries, is kept once."""
         self.images += other.images
         self.instances += other.instances
         self.skipped += [entry for entry in other.skipped if entry not in self.skipped]
+        for warning in other.warnings:
+            self.warn(*warning)
         for stage, seconds in other.stage_seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
@@ -152,6 +162,7 @@ def build_result(
         per_image=draft.per_image,
         params=params.to_dict(),
         model=model_summary(model),
+        warnings=[warning.to_dict() for warning in log.warnings],
         evaluator=draft.evaluator,
     )
 
