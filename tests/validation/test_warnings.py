@@ -32,4 +32,5 @@ def test_report_prints_each_warning_with_its_code() -> None:
         warnings=[ValidationWarning("imgsz_rounded", "imgsz 300 rounded up to 320").to_dict()],
     )
     assert "Warning (imgsz_rounded): imgsz 300 rounded up to 320" in format_report(result)
-    assert result.to_dict()["warnings"] == [{"code": "imgsz_rounded", "message": "imgsz 300 rounded up to 320"}]
+    expected = [{"code": "imgsz_rounded", "message": "imgsz 300 rounded up to 320"}]
+    assert result.to_dict()["warnings"] == expected
