@@ -23,6 +23,7 @@ full decode failures are reported by the loader.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ COORDINATE_TOLERANCE = 1e-3
 LABEL_COLUMNS = 5
 PROBE_THREADS = 8  # header probing is I/O bound; threads overlap it
 PROBE_IMAGES_PER_THREAD = 64  # small datasets stay single-threaded
+NAMED_LABEL_FOLDERS = 3  # label folders a message names before "and N more"
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,17 @@ class DatasetIndex:
     @property
     def num_instances(self) -> int:
         return sum(sample.num_instances for sample in self.samples)
+
+    def label_locations(self) -> str:
+        """Where labels were looked for, as a phrase for messages: the label folders relative to the dataset
+        root (the first :data:`NAMED_LABEL_FOLDERS`), or how an upload pairs them."""
+        folders = sorted({s.label_path.parent for s in self.samples if s.label_path is not None}, key=str)
+        if not folders:
+            return "as same-stem .txt files in the upload (photo.txt for photo.jpg)"
+        named = ", ".join(_relative_folder(self.root, folder) for folder in folders[:NAMED_LABEL_FOLDERS])
+        more = len(folders) - NAMED_LABEL_FOLDERS
+        rest = f" and {more} more folder(s)" if more > 0 else ""
+        return f"in {named}{rest} (images/ -> labels/, same stem, .txt)"
 
     def shapes_wh(self) -> np.ndarray:
         """``[N, 2]`` float64 ``(width, height)`` per sample (0 where unknown), for rectangular batches."""
@@ -249,6 +262,14 @@ def _index_images(
         if sample is not None:
             samples.append(sample)
     return DatasetIndex(samples=samples, report=report, root=root)
+
+
+def _relative_folder(root: Path | None, folder: Path) -> str:
+    """``folder`` relative to ``root`` (climbing with ``..`` if it must), never an absolute server path."""
+    if root is None:
+        return f"{folder.name}/"
+    relative = Path(os.path.relpath(folder, root)).as_posix()
+    return "./" if relative == "." else f"{relative}/"
 
 
 def _relative_name(root: Path, path: Path) -> str:

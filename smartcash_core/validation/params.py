@@ -16,6 +16,14 @@ processing, ``file``, ``instances``, ``predictions``, ``tp``, ``fp``, ``fn``, ``
 
 Headline numbers (``metrics.map50`` ...) are the mapped view (8 classes); ``metrics.fine`` is the 17-class
 view. Per-class lists hold the classes that have ground truth (YOLOv5's convention).
+
+Images without labels (no label file, or an empty one) are background images: no ground truth, and every
+prediction on them is a false positive of its class, as in YOLOv5's val.py. When no validated image has any
+ground truth, nothing can be measured: ``map50``, ``map50_95``, ``precision`` and ``recall`` are ``null``
+and ``per_class`` is ``[]``, in the headline and in ``metrics.fine`` (``coco_stats`` is ``null`` under
+``coco``); ``dataset.instances`` is 0, ``per_image`` still lists every image with its predictions (all
+``fp``), ``metrics.classification`` is still computed (true denomination ``none``), and ``warnings`` holds
+one ``no_labels`` entry saying where the label files were looked for (paths relative to the dataset root).
 """
 
 from __future__ import annotations

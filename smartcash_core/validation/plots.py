@@ -242,10 +242,12 @@ def _curve_figure(data: PlotData, curves: np.ndarray, xlabel: str, ylabel: str, 
     axes = figure.add_subplot()
     for row, name in enumerate(data.curve_names):
         axes.plot(data.px, curves[row], linewidth=1, label=_curve_label(data, row, name))
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel=xlabel, ylabel=ylabel, title=title)
     if len(curves):
         axes.plot(data.px, curves.mean(axis=0), color="blue", linewidth=3, label="all classes (mean)")
-    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel=xlabel, ylabel=ylabel, title=title)
-    axes.legend(fontsize=7, loc="lower left" if "recall" in xlabel.lower() else "lower center")
+        axes.legend(fontsize=7, loc="lower left" if "recall" in xlabel.lower() else "lower center")
+    else:  # no class has ground truth: an empty chart that says so (and no empty-legend warning)
+        axes.text(0.5, 0.5, "no ground truth: no curves", ha="center", va="center")
     return figure
 
 

@@ -74,13 +74,14 @@ def run_validation(
 @dataclass
 class PassLog:
     """The pass's own bookkeeping beside the accumulators: images and instances validated, skipped files
-    and lines (``{file, line, reason}``), and seconds per stage."""
+    and lines (``{file, line, reason}``), seconds per stage, warnings, and where labels were looked for."""
 
     images: int = 0
     instances: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[ValidationWarning] = field(default_factory=list)
+    label_locations: str = ""
 
     def warn(self, code: str, message: str) -> None:
         """Record a warning once (every shard of a distributed pass may raise the same one)."""
@@ -92,6 +93,7 @@ class PassLog:
         """Add a later shard's log; the dataset's own report, which every shard carries, is kept once."""
         self.images += other.images
         self.instances += other.instances
+        self.label_locations = self.label_locations or other.label_locations
         self.skipped += [entry for entry in other.skipped if entry not in self.skipped]
         for warning in other.warnings:
             self.warn(*warning)
@@ -150,6 +152,8 @@ def build_result(
     """Let every accumulator of a (possibly merged) state write its part, and assemble the result."""
     draft = ResultDraft(class_table=model.class_table, protocol=params.protocol)
     log = state.log
+    if log.instances == 0:  # decided on the merged log: one shard without labels is no reason to warn
+        log.warn("no_labels", no_labels_message(log))
     with timed(log.stage_seconds, "metrics"):
         for accumulator in state.accumulators:
             accumulator.result(draft)
@@ -164,6 +168,16 @@ def build_result(
         model=model_summary(model),
         warnings=[warning.to_dict() for warning in log.warnings],
         evaluator=draft.evaluator,
+    )
+
+
+def no_labels_message(log: PassLog) -> str:
+    """The ``no_labels`` warning: what was looked for where, and what the result holds instead."""
+    where = f": label files were looked for {log.label_locations}" if log.label_locations else ""
+    return (
+        f"no labels found in the {log.images} validated image(s){where}. Without ground truth the metrics "
+        "are null (map50, map50_95, precision, recall; per_class empty); per-image predictions are still "
+        "reported, each one a false positive"
     )
 
 
@@ -192,7 +206,7 @@ class BatchProcessor:
         self.plan = plan
         self.accumulators = accumulators
         self.forward = Forward(model, params.half)
-        self.log = PassLog(skipped=list(plan.skipped))
+        self.log = PassLog(skipped=list(plan.skipped), label_locations=plan.label_locations)
         self.images_seen = 0
 
     def process(self, batch: LoadedBatch) -> None:

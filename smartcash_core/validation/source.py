@@ -70,7 +70,8 @@ class PassPlan:
     """What one pass (or one shard of it) reads, and how each image is known to the accumulators.
 
     ``labels``/``names`` are keyed by sample index; ``order`` maps a sample index to its position in the
-    full pass's processing order (see :func:`processing_order`).
+    full pass's processing order (see :func:`processing_order`). ``label_locations`` says where the labels
+    were looked for (``DatasetIndex.label_locations``), for the warning of a pass that finds none.
     """
 
     plans: list[BatchPlan]
@@ -78,6 +79,7 @@ class PassPlan:
     names: Mapping[int, str]
     order: Mapping[int, int]
     skipped: list[dict[str, Any]]
+    label_locations: str = ""
 
     @property
     def total_images(self) -> int:
@@ -99,4 +101,5 @@ def plan_pass(
         names={position: sample.name for position, sample in samples},
         order=processing_order(full_plans),
         skipped=[entry.to_dict() for entry in index.report],
+        label_locations=index.label_locations(),
     )

@@ -37,8 +37,12 @@ def view_summary(
     """``map50``, ``map50_95``, ``precision``, ``recall`` and ``per_class[]`` of one metrics view.
 
     ``precision``/``recall`` are None under the ``coco`` protocol (COCOeval reports none); ``coco_stats``
-    (the 12 ``COCOeval.stats``) is added there instead.
+    (the 12 ``COCOeval.stats``) is added there instead. A view without any ground truth has nothing to
+    measure against: its four numbers (and ``coco_stats``) are None and ``per_class`` is empty (YOLOv5 prints
+    zeros and a warning there; a null cannot be mistaken for a model that finds nothing).
     """
+    if int(view.num_ground_truth) == 0:
+        return _undefined_summary(view.coco_stats is not None)
     classes = [int(c) for c in np.asarray(view.classes).reshape(-1)]
     ap = np.asarray(view.ap, dtype=np.float64).reshape(len(classes), -1)
     precision = None if view.precision is None else np.asarray(view.precision, np.float64).reshape(-1)
@@ -65,6 +69,15 @@ def view_summary(
     }
     if view.coco_stats is not None:
         summary["coco_stats"] = [float(value) for value in np.asarray(view.coco_stats).reshape(-1)]
+    return summary
+
+
+def _undefined_summary(with_coco_stats: bool) -> dict[str, Any]:
+    """The summary of a view without ground truth: same keys, every metric None, no per-class rows."""
+    summary: dict[str, Any] = {"map50": None, "map50_95": None, "precision": None, "recall": None}
+    summary["per_class"] = []
+    if with_coco_stats:
+        summary["coco_stats"] = None
     return summary
 
 

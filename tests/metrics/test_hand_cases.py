@@ -145,3 +145,24 @@ def test_confusion_matrix_counts() -> None:
         ]
     )  # background: ground truth 1 never found
     np.testing.assert_array_equal(evaluator.compute().confusion, expected)
+
+
+def test_background_image_prediction_is_a_false_positive_of_its_class() -> None:
+    """Image 0: one ground truth, found at 0.8. Image 1 (background, no label file): a class-0 box at 0.9.
+
+    YOLOv5: in confidence order FP then TP, so recall [0, 1] and precision [0, 0.5]; the envelope is 0.5 up
+    to recall 1, and the trapezoid over 101 points gives 0.99 * 0.5 + 0.01 * 0.25 = 0.4975 at every IoU
+    threshold (the boxes are exact). COCO: precision 0.5 at every recall threshold, AP 0.5. Without the
+    background image both are perfect (0.995 / 1.0)."""
+    background = (np.array([BOX_B]), np.array([0.9]), np.array([0]), EMPTY_BOXES, EMPTY_IDS)
+    labelled = (np.array([BOX_A]), np.array([0.8]), np.array([0]), np.array([BOX_A]), np.array([0]))
+    expected = {"yolo": 0.4975, "coco": 0.5}
+    for protocol, value in expected.items():
+        evaluator = DetectionEvaluator(1, protocol)
+        evaluator.update(*labelled)
+        evaluator.update(*background)
+        result = evaluator.compute()
+        assert result.map50 == pytest.approx(value) and result.map50_95 == pytest.approx(value)
+        assert result.classes.tolist() == [0] and result.num_ground_truth == 1
+        summary = evaluator.per_image_summary()
+        assert summary["fp"].tolist() == [0, 1] and summary["fn"].tolist() == [0, 0]
