@@ -18,12 +18,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from service.errors import PathRejected
+from service.errors import PathRejected, UnsafeDatasetRejected
 from service.jobs import ValidationRunner
 from service.paths import resolve_path
 from smartcash_core.checkpoint import LoadedModel
 from smartcash_core.data.discovery import DatasetDiscovery, DatasetFile, FileRole
-from smartcash_core.errors import DatasetError
+from smartcash_core.data.limits import shorten
+from smartcash_core.errors import DatasetError, UnsafeDatasetFile
 from smartcash_core.validation.params import (
     ProgressCallback,
     ValidationParams,
@@ -49,9 +50,15 @@ def check_dataset_contained(data_root: Path, dataset: Path, split: str, shown: s
         for found in discovery:
             if found.resolved is not None and not found.resolved.is_relative_to(root):
                 raise PathRejected(
-                    f"dataset {shown!r}: {_role(found)} {str(found.path)!r} resolves outside the data root",
+                    f"dataset {shown!r}: {_role(found)} {shorten(str(found.path))!r} resolves outside the "
+                    "data root",
                     _FIX,
                 )
+    except UnsafeDatasetFile as exc:  # refused unparsed (size, aliases, depth): the job would refuse it too
+        raise UnsafeDatasetRejected(
+            f"dataset {shown!r}: {_under(root, exc.file)}: {exc.reason}",
+            "write data.yaml as plain YAML of a few KB: no aliases (*name), little nesting",
+        ) from exc
     except DatasetError as exc:
         if isinstance(exc.__cause__, OSError):  # data.yaml exists but cannot be read (permissions, I/O)
             raise _unreadable(shown, exc.__cause__) from exc
@@ -69,7 +76,15 @@ def _role(found: DatasetFile) -> str:
 
 
 def _unreadable(shown: str, exc: OSError) -> PathRejected:
-    return PathRejected(f"dataset {shown!r} names a file that cannot be read: {exc}", _FIX)
+    return PathRejected(f"dataset {shown!r} names a file that cannot be read: {shorten(str(exc))}", _FIX)
+
+
+def _under(root: Path, file: str) -> str:
+    """``file`` relative to the data root (the client's view), never the server's absolute path."""
+    try:
+        return Path(file).relative_to(root).as_posix()
+    except ValueError:
+        return Path(file).name
 
 
 def contained_runner(runner: ValidationRunner, data_root: Path) -> ValidationRunner:

@@ -24,6 +24,7 @@ from smartcash_core.errors import (
     DeviceError,
     ModelConfigError,
     SmartCashError,
+    UnsafeDatasetFile,
     UnsafePickleError,
 )
 
@@ -53,6 +54,13 @@ class PathRejected(ServiceError):
 
     status_code = 400
     code = "path_rejected"
+
+
+class UnsafeDatasetRejected(ServiceError):
+    """A dataset file is refused unparsed: over its size cap, YAML aliases, nested too deep."""
+
+    status_code = 400
+    code = "unsafe_dataset_file"
 
 
 class Conflict(ServiceError):
@@ -130,6 +138,12 @@ _LIBRARY_ERRORS: list[tuple[type[SmartCashError], int, str, str]] = [
     (DeviceError, 422, "bad_device", "use auto, cpu, or a device listed in the message"),
     (ClassTableError, 422, "bad_class_table", "fix the class table the checkpoint carries"),
     (ModelConfigError, 422, "bad_model_config", "use a YOLOv5 n/s/m/l/x model"),
+    (
+        UnsafeDatasetFile,
+        400,
+        "unsafe_dataset_file",
+        "write data.yaml as plain YAML of a few KB: no aliases (*name), little nesting",
+    ),
     (DatasetError, 422, "bad_dataset", "point `dataset` at a YOLO directory with images/ and labels/"),
 ]
 

@@ -51,10 +51,10 @@ uploaded batch (`POST /v1/validations/upload`). Jobs answer `202` with a `Locati
 """
 
 
-def _default_runner() -> ValidationRunner:
+def _default_runner(settings: Settings) -> ValidationRunner:
     from smartcash_core.validation.runner import run_validation
 
-    return run_validation
+    return partial(run_validation, max_image_pixels=settings.max_image_pixels)
 
 
 def _default_loader() -> ModelLoader:
@@ -85,7 +85,7 @@ def create_app(
         loader or _default_loader(),
         on_load=telemetry_.model_load_seconds.observe,
     )
-    jobs = _job_manager(settings, store, registry, runner or _default_runner(), telemetry_)
+    jobs = _job_manager(settings, store, registry, runner or _default_runner(settings), telemetry_)
     telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
     state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
 

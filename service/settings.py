@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
+
 MiB = 1024 * 1024
 
 
@@ -67,6 +69,11 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 429")
     wait_max_images: int = Field(64, ge=1, description="largest upload that may ask ?wait=true")
     wait_timeout_s: float = Field(300.0, gt=0, description="longest a ?wait=true request waits")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        ge=1,
+        description="images whose header declares more pixels are skipped (reported) before any decode",
+    )
     image_cache_bytes: int | None = Field(None, ge=0, description="byte bound of the decoded-image cache")
     label_cache_bytes: int | None = Field(None, ge=0, description="byte bound of the label cache")
     log_level: str = Field("info", description="debug, info, warning, error")

@@ -46,6 +46,16 @@ class DatasetError(SmartCashError):
     """A dataset cannot be used at all (missing path, no images)."""
 
 
+class UnsafeDatasetFile(DatasetError):
+    """A dataset file is refused before it is parsed in full: over a size cap, YAML aliases, too deeply
+    nested (``smartcash_core.data.limits``). ``file`` names it, ``reason`` says why (without the file)."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        super().__init__(f"{file}: {reason}")
+        self.file = file
+        self.reason = reason
+
+
 class Cancelled(SmartCashError):
     """A validation pass was cancelled between batches."""
 

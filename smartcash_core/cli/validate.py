@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smartcash_core.cli.params import DefaultsHelpFormatter, add_param_arguments, params_from_args
+from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
 from smartcash_core.validation.params import ProgressCallback
 from smartcash_core.validation.report import format_distributed, format_report, write_json
 
@@ -33,6 +34,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", required=True, help="checkpoint (.safetensors native or YOLOv5 .pt)")
     parser.add_argument("--data", required=True, help="YOLO dataset directory or data.yaml")
     add_param_arguments(parser)
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metavar="PIXELS",
+        help="skip (and report) images whose header declares more pixels than this, before decoding them "
+        "(decompression bombs)",
+    )
     parser.add_argument("--json", dest="json_out", default=None, help="write the full result as JSON here")
     parser.add_argument("--plots", default=None, help="write PR/F1/confusion PNGs here (needs matplotlib)")
     parser.set_defaults(handler=run_validate)
@@ -60,7 +69,9 @@ def validate_single(args: argparse.Namespace) -> int:
     model = load_model(args.weights, params.device)
     try:
         with progress_bar("validate") as on_progress:
-            result = run_validation(model, args.data, params, on_progress=on_progress)
+            result = run_validation(
+                model, args.data, params, on_progress=on_progress, max_image_pixels=args.max_image_pixels
+            )
     except ValueError as exc:  # parameter errors from the pass (library errors go to cli.run_parsed)
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -84,7 +95,9 @@ def validate_rank(args: argparse.Namespace, ctx: DistContext) -> int:
     model = load_model(args.weights, ctx.device)
     label = f"validate (rank 0 of {ctx.world_size})"
     with progress_bar(label, enabled=ctx.is_main) as on_progress:  # other ranks stay quiet
-        result = run_distributed_validation(model, args.data, params, ctx, on_progress=on_progress)
+        result = run_distributed_validation(
+            model, args.data, params, ctx, on_progress=on_progress, max_image_pixels=args.max_image_pixels
+        )
     if result is None:
         return 0
     sys.stdout.write(format_report(result))

@@ -35,6 +35,7 @@ import numpy as np
 from smartcash_core.cache import label_cache
 from smartcash_core.data.discovery import IMAGE_SUFFIXES, DatasetDiscovery, FileRole
 from smartcash_core.data.images import probe_image
+from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
 from smartcash_core.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -193,8 +194,14 @@ def _clip_box(cx: float, cy: float, w: float, h: float) -> tuple[list[float] | N
 # ----------------------------------------------------------------------------------------------------------
 
 
-def load_yolo_dataset(source: str | Path, split: str = "val", num_classes: int = 17) -> DatasetIndex:
-    """Index a YOLO dataset directory or ``data.yaml``; bad files and lines go to ``report``.
+def load_yolo_dataset(
+    source: str | Path,
+    split: str = "val",
+    num_classes: int = 17,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> DatasetIndex:
+    """Index a YOLO dataset directory or ``data.yaml``; bad files and lines go to ``report`` (images whose
+    header declares more than ``max_pixels`` pixels among them, never decoded).
 
     The files come from :class:`~smartcash_core.data.discovery.DatasetDiscovery` (the same walk the
     service checks). Raises ``DatasetError`` (naming the path) when the source does not exist, has no
@@ -211,7 +218,7 @@ def load_yolo_dataset(source: str | Path, split: str = "val", num_classes: int =
         raise DatasetError(
             f"dataset {path} has no images {where} (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
-    index = _index_images(discovery.root or path, images, num_classes, report)
+    index = _index_images(discovery.root or path, images, (num_classes, max_pixels), report)
     index.names = names
     if not index.samples:
         raise DatasetError(f"dataset {path} has no usable images: {len(index.report)} problem(s) reported")
@@ -243,8 +250,11 @@ def _names_from_yaml(names: Any, yaml_path: Path) -> list[str] | None:
     raise DatasetError(f"{yaml_path}: 'names' must be a list or a mapping of id -> name")
 
 
+IndexRules = tuple[int, int]  # (num_classes, max_pixels): what decides which lines and images are usable
+
+
 def _index_images(
-    root: Path, labels_of: Mapping[Path, Path], num_classes: int, report: list[ReportEntry]
+    root: Path, labels_of: Mapping[Path, Path], rules: IndexRules, report: list[ReportEntry]
 ) -> DatasetIndex:
     """Probe images and parse labels; threads overlap the file I/O, results keep the sorted order.
 
@@ -254,7 +264,7 @@ def _index_images(
     workers = min(PROBE_THREADS, max(1, len(ordered) // PROBE_IMAGES_PER_THREAD))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(
-            pool.map(lambda path: _sample_from_file(root, path, labels_of[path], num_classes), ordered)
+            pool.map(lambda path: _sample_from_file(root, path, labels_of[path], rules), ordered)
         )
     samples: list[Sample] = []
     for sample, problems in results:
@@ -311,16 +321,17 @@ def _file_identity(path: Path) -> FileIdentity:
 
 
 def _sample_from_file(
-    root: Path, image_path: Path, label_path: Path, num_classes: int
+    root: Path, image_path: Path, label_path: Path, rules: IndexRules
 ) -> tuple[Sample | None, list[ReportEntry]]:
     """Probe the image and parse its labels, through the label cache.
 
-    The cache key holds both files' identities and the class count (which decides which lines are
-    valid), so a second indexing of an unchanged set skips the header probe and the label parse. Report
-    file names depend on the root, so they are rebuilt from the cached ``(line, reason)`` pairs.
+    The cache key holds both files' identities, the class count (which decides which lines are valid) and
+    the pixel cap (which decides which images are), so a second indexing of an unchanged set skips the
+    header probe and the label parse. Report file names depend on the root, so they are rebuilt from the
+    cached ``(line, reason)`` pairs.
     """
     name = _relative_name(root, image_path)
-    found = _indexed_file_cached(image_path, label_path, num_classes)
+    found = _indexed_file_cached(image_path, label_path, rules)
     if found.shape is None:
         return None, [ReportEntry(name, None, found.image_reason)]
     label_name = _relative_name(root, label_path)
@@ -334,22 +345,23 @@ def _sample_from_file(
     return sample, problems
 
 
-def _indexed_file_cached(image_path: Path, label_path: Path, num_classes: int) -> _IndexedFile:
+def _indexed_file_cached(image_path: Path, label_path: Path, rules: IndexRules) -> _IndexedFile:
     image_id = _file_identity(image_path)
     if image_id is None:  # vanished since listing: report it, never cache it
         return _IndexedFile(None, "image file not found", None, (), cacheable=False)
-    key = ("dataset-file", image_id, _file_identity(label_path), num_classes)
+    key = ("dataset-file", image_id, _file_identity(label_path), *rules)
     cache = label_cache()
     found = cache.get(key)
     if found is None:
-        found = _index_file(image_path, label_path, num_classes)
+        found = _index_file(image_path, label_path, rules)
         if found.cacheable:
             cache.put(key, found, _indexed_nbytes(found))
     return found
 
 
-def _index_file(image_path: Path, label_path: Path, num_classes: int) -> _IndexedFile:
-    shape, reason = probe_image(image_path)
+def _index_file(image_path: Path, label_path: Path, rules: IndexRules) -> _IndexedFile:
+    num_classes, max_pixels = rules
+    shape, reason = probe_image(image_path, max_pixels)
     if shape is None:
         return _IndexedFile(None, reason, None, ())
     labels, problems = _read_label_file(label_path, num_classes)
@@ -383,8 +395,11 @@ def _read_label_file(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def load_uploaded_samples(samples: Sequence[UploadedSample], num_classes: int = 17) -> DatasetIndex:
-    """Index uploaded images (bytes + optional label text) in upload order; problems go to ``report``.
+def load_uploaded_samples(
+    samples: Sequence[UploadedSample], num_classes: int = 17, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> DatasetIndex:
+    """Index uploaded images (bytes + optional label text) in upload order; problems go to ``report``
+    (images whose header declares more than ``max_pixels`` pixels among them, never decoded).
 
     Raises ``DatasetError`` when nothing usable remains.
     """
@@ -395,7 +410,7 @@ def load_uploaded_samples(samples: Sequence[UploadedSample], num_classes: int = 
             index.report.append(ReportEntry(upload.name, None, "duplicate image name, later copy skipped"))
             continue
         seen.add(upload.name)
-        sample = _sample_from_upload(upload, num_classes, index.report)
+        sample = _sample_from_upload(upload, (num_classes, max_pixels), index.report)
         if sample is not None:
             index.samples.append(sample)
     if not index.samples:
@@ -403,8 +418,11 @@ def load_uploaded_samples(samples: Sequence[UploadedSample], num_classes: int = 
     return index
 
 
-def _sample_from_upload(upload: UploadedSample, num_classes: int, report: list[ReportEntry]) -> Sample | None:
-    shape, reason = probe_image(upload.image)
+def _sample_from_upload(
+    upload: UploadedSample, rules: IndexRules, report: list[ReportEntry]
+) -> Sample | None:
+    num_classes, max_pixels = rules
+    shape, reason = probe_image(upload.image, max_pixels)
     if shape is None:
         report.append(ReportEntry(upload.name, None, reason))
         return None

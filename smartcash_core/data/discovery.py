@@ -31,8 +31,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
-
+from smartcash_core.data.data_yaml import read_data_yaml
+from smartcash_core.data.limits import shorten
 from smartcash_core.errors import DatasetError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -96,15 +96,15 @@ def find_data_yaml(directory: Path) -> Path | None:
     return next((directory / name for name in DATA_YAML_NAMES if (directory / name).is_file()), None)
 
 
-def read_data_yaml(yaml_path: Path) -> dict[str, Any]:
-    """``data.yaml`` as a mapping; ``DatasetError`` (from the ``OSError`` etc. behind it) otherwise."""
-    try:
-        data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise DatasetError(f"cannot read dataset file {yaml_path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DatasetError(f"{yaml_path} must be a YAML mapping with path/train/val/names")
-    return data
+def _yaml_scalar(value: Any, key: str, yaml_path: Path) -> str | None:
+    """A path-like value of data.yaml as text (None stays None); lists, mappings and booleans are refused
+    with a short message instead of being turned into a path named after their ``repr``."""
+    if value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool)):
+        return None if value is None else str(value)
+    raise DatasetError(
+        f"{yaml_path}: '{shorten(key, 40)}' must name a path (text), got a {type(value).__name__}: "
+        f"{shorten(repr(value))}"
+    )
 
 
 Lookup = tuple[Path, os.stat_result | None]  # a file and its lstat (None: a symlink, resolved in full)
@@ -209,8 +209,8 @@ class DatasetDiscovery:
         # named before it is read: a refusal stops the read
         yield DatasetFile(FileRole.DATA_YAML, yaml_path, self._resolve(yaml_path))
         self.config = read_data_yaml(yaml_path)
-        named_root = self.config.get("path")
-        base = Path(str(named_root or "."))
+        named_root = _yaml_scalar(self.config.get("path"), "path", yaml_path)
+        base = Path(named_root or ".")
         self.root = base if base.is_absolute() else yaml_path.parent / base
         shown_root = None if named_root is None else str(named_root)
         yield DatasetFile(FileRole.DATASET_ROOT, self.root, named=shown_root)
@@ -218,7 +218,8 @@ class DatasetDiscovery:
         if entry is None:
             known = [key for key in ("train", "val", "test") if self.config.get(key)]
             raise DatasetError(f"{yaml_path} has no '{self.split}' split (it names {known})")
-        named = [Path(str(item)) for item in (entry if isinstance(entry, list) else [entry])]
+        entries = entry if isinstance(entry, list) else [entry]
+        named = [Path(_yaml_scalar(item, self.split, yaml_path) or ".") for item in entries]
         targets = [(item, item if item.is_absolute() else self.root / item) for item in named]
         for item, target in targets:  # every entry is named before any is walked or read
             yield DatasetFile(FileRole.SPLIT_ENTRY, target, self._resolve(target), str(item), yaml_path)
@@ -236,7 +237,8 @@ class DatasetDiscovery:
             yield from self._image(target, None)
         else:
             raise DatasetError(
-                f"split entry {str(entry)!r} of {yaml_path} does not exist (resolved to {target})"
+                f"split entry {shorten(str(entry))!r} of {yaml_path} does not exist "
+                f"(resolved to {shorten(str(target))})"
             )
 
     def _list_file(self, list_file: Path) -> Iterator[DatasetFile]:
@@ -247,14 +249,14 @@ class DatasetDiscovery:
                 continue
             path = Path(text) if Path(text).is_absolute() else list_file.parent / text
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                problem = f"not an image path: {text!r}"
+                problem = f"not an image path: {shorten(text)!r}"
                 yield DatasetFile(FileRole.NOT_AN_IMAGE, path, None, text, list_file, number, problem)
                 continue
             exists, info = is_file(path)
             if exists:
                 yield from self._image(path, info, text, list_file, number)
             else:
-                problem = f"listed image {text!r} does not exist"
+                problem = f"listed image {shorten(text)!r} does not exist"
                 yield DatasetFile(FileRole.IMAGE, path, self._resolve(path), text, list_file, number, problem)
 
     def _image(

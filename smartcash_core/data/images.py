@@ -5,6 +5,11 @@
   ``cv2.imread`` does) and, given ``imgsz``, resizes the long side to it like YOLOv5's ``load_image``:
   ``math.ceil`` of the scaled size, cv2-faithful INTER_AREA when shrinking, INTER_LINEAR when enlarging.
   Large JPEGs may be decoded DCT-scaled (PIL draft mode) first, as a :class:`DraftPolicy` says.
+- Both refuse an image whose header declares more than ``max_pixels`` pixels (:func:`check_pixel_count`;
+  default ``limits.DEFAULT_MAX_IMAGE_PIXELS``, 40 MP) before any decoder runs: a 48 KB PNG can declare
+  19999x19999 pixels and cost gigabytes and a minute of CPU to decode (a decompression bomb). PIL's own
+  check (``Image.MAX_IMAGE_PIXELS``: a warning, an error at twice the limit, process-wide state) is switched
+  off, so the caller's cap alone decides, the same way every time, and nothing is printed.
 
 The validation pass (through the loader's cache), the trainer and, through the pass's batches, the
 validation loss all read pixels through :func:`decode_image`.
@@ -21,6 +26,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
 from smartcash_core.data.resize import resize_area, resize_linear
 
 EXIF_ORIENTATION_TAG = 0x0112
@@ -28,11 +34,35 @@ EXIF_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and he
 PIL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"})
 MIN_IMAGE_SIDE = 10  # YOLOv5 rejects images with a side under 10 px
 
+# Our header check (check_pixel_count) replaces PIL's: see the module docstring.
+Image.MAX_IMAGE_PIXELS = None
+
 ImageSource = Path | bytes  # a file, or the encoded bytes of an upload
 
 
 class UnreadableImage(Exception):
     """An image cannot be opened or decoded; the loader reports it and skips it."""
+
+
+class ImageTooLarge(UnreadableImage):
+    """The header declares more pixels than the cap: skipped before any pixel is decoded."""
+
+
+def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
+    """Raise :class:`ImageTooLarge` when ``width * height`` (from a header) exceeds ``max_pixels``."""
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"image is {width}x{height} = {width * height / 1e6:.1f} MP, over the cap of "
+            f"{max_pixels / 1e6:g} MP (max_image_pixels); not decoded"
+        )
+
+
+def ensure_within_pixel_cap(source: ImageSource, max_pixels: int) -> None:
+    """Read only ``source``'s header and refuse it (:class:`ImageTooLarge`) when it declares more than
+    ``max_pixels``; an image PIL cannot identify is :class:`UnreadableImage`. Every decoder runs after it."""
+    with open_image(source) as image:
+        width, height = image.size
+    check_pixel_count(width, height, max_pixels)
 
 
 class DraftPolicy(NamedTuple):
@@ -56,22 +86,27 @@ FAST_DRAFT = DraftPolicy(min_factor=2, keep_factor=1)
 # ----------------------------------------------------------------------------------------------------------
 
 
-def probe_image(source: ImageSource) -> tuple[tuple[int, int] | None, str]:
+def probe_image(
+    source: ImageSource, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> tuple[tuple[int, int] | None, str]:
     """Cheaply check an image (no full decode): return ``((height, width), "")`` or ``(None, reason)``.
 
-    Checks the header, PIL ``verify()``, the JPEG end marker and the size. The size is EXIF-corrected like
-    YOLOv5's ``exif_size``; YOLOv5 only swaps for orientations 6 and 8, here 5 and 7 (transposes) swap too,
-    so the size matches the decoded, EXIF-transposed image.
+    Checks the header, the pixel count (at most ``max_pixels``), PIL ``verify()``, the JPEG end marker and
+    the size. The size is EXIF-corrected like YOLOv5's ``exif_size``; YOLOv5 only swaps for orientations 6
+    and 8, here 5 and 7 (transposes) swap too, so the size matches the decoded, EXIF-transposed image.
     """
     try:
         with _open_binary(source) as handle:
             with Image.open(handle) as image:
                 fmt, (width, height) = image.format, image.size
+                check_pixel_count(width, height, max_pixels)
                 image.verify()  # must come first after open; the image is unusable afterwards
             truncated = fmt in {"JPEG", "MPO"} and not _ends_with_jpeg_eoi(handle)
             orientation = _header_orientation(handle) if fmt != "BMP" else None
     except FileNotFoundError:
         return None, "image file not found"
+    except ImageTooLarge as exc:
+        return None, str(exc)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return None, f"unreadable or corrupt image: {exc}"
     if fmt not in PIL_FORMATS:
@@ -134,12 +169,17 @@ def resized_size(width: int, height: int, imgsz: int) -> tuple[int, int]:
 
 
 def decode_image(
-    source: ImageSource, imgsz: int | None = None, draft: DraftPolicy | None = None
+    source: ImageSource,
+    imgsz: int | None = None,
+    draft: DraftPolicy | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """Decode ``source`` to uint8 RGB ``[H, W, 3]``, upright; with ``imgsz``, the long side resized to it.
 
-    Raises :class:`UnreadableImage` when the file cannot be opened or decoded.
+    Raises :class:`UnreadableImage` when the file cannot be opened or decoded, :class:`ImageTooLarge`
+    (before decoding) when its header declares more than ``max_pixels`` pixels.
     """
+    ensure_within_pixel_cap(source, max_pixels)  # a file may change between the probe and the decode
     with open_image(source) as image:
         orientation = exif_orientation(image)
         swapped = orientation in EXIF_TRANSPOSED

@@ -25,16 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from smartcash_core.cache import image_cache
 from smartcash_core.data.images import EXACT_DRAFT, DraftPolicy, ImageSource, UnreadableImage, decode_image
 from smartcash_core.data.letterbox import PAD_VALUE, letterbox_into, rect_batch_shapes
+from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
 
 RECT_PAD = 0.5  # val.py pads rectangular batch shapes by half a stride
-
-
-Image.MAX_IMAGE_PIXELS = 200_000_000  # refuse decompression bombs, allow big real photos
 
 
 @dataclass(frozen=True)
@@ -91,9 +88,11 @@ def _source(ref: ImageRef) -> ImageSource:
     return ref.path
 
 
-def _decode_resized(ref: ImageRef, imgsz: int, draft: DraftPolicy | None) -> torch.Tensor:
+def _decode_resized(
+    ref: ImageRef, imgsz: int, draft: DraftPolicy | None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> torch.Tensor:
     """Decode ``ref`` and resize its long side to ``imgsz``: uint8 ``[3, h, w]`` RGB, contiguous."""
-    pixels = decode_image(_source(ref), imgsz, draft)
+    pixels = decode_image(_source(ref), imgsz, draft, max_pixels)
     # CHW once here, so filling batches later is a plain block copy
     return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
 
@@ -112,11 +111,16 @@ def image_cache_key(
 
 
 def load_resized(
-    ref: ImageRef, imgsz: int, draft: DraftPolicy | None = EXACT_DRAFT, use_cache: bool = True
+    ref: ImageRef,
+    imgsz: int,
+    draft: DraftPolicy | None = EXACT_DRAFT,
+    use_cache: bool = True,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> torch.Tensor:
-    """The image resized for ``imgsz`` (``[3, h, w]`` uint8), from the image cache when present."""
+    """The image resized for ``imgsz`` (``[3, h, w]`` uint8), from the image cache when present; images
+    over ``max_pixels`` are refused from their header (``ImageTooLarge``) before any decode."""
     if not use_cache:
-        return _decode_resized(ref, imgsz, draft)
+        return _decode_resized(ref, imgsz, draft, max_pixels)
     try:
         key = image_cache_key(ref, imgsz, draft)
     except OSError as exc:
@@ -124,7 +128,7 @@ def load_resized(
     cache = image_cache()
     cached = cache.get(key)
     if cached is None:
-        cached = _decode_resized(ref, imgsz, draft)  # shared between passes: callers only read it
+        cached = _decode_resized(ref, imgsz, draft, max_pixels)  # shared between passes: read only
         cache.put(key, cached)
     return cached
 
@@ -157,10 +161,11 @@ def rect_batch_plans(
 DecodeOutcome = tuple[ImageRef, torch.Tensor | None, str, float]  # (ref, pixels or None, failure, seconds)
 
 
-def _decode_one(ref: ImageRef, imgsz: int, draft: DraftPolicy | None) -> DecodeOutcome:
+def _decode_one(ref: ImageRef, imgsz: int, draft: DraftPolicy | None, max_pixels: int) -> DecodeOutcome:
     started = time.perf_counter()
     try:
-        return ref, load_resized(ref, imgsz, draft), "", time.perf_counter() - started
+        pixels = load_resized(ref, imgsz, draft, max_pixels=max_pixels)
+        return ref, pixels, "", time.perf_counter() - started
     except UnreadableImage as exc:
         return ref, None, str(exc), time.perf_counter() - started
 
@@ -185,10 +190,15 @@ def assemble_batch(
 
 
 def load_batch(
-    plan: BatchPlan, imgsz: int, pin_memory: bool = False, draft: DraftPolicy | None = EXACT_DRAFT
+    plan: BatchPlan,
+    imgsz: int,
+    pin_memory: bool = False,
+    draft: DraftPolicy | None = EXACT_DRAFT,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> LoadedBatch:
     """Decode (or fetch from cache) every image of ``plan`` in this thread and letterbox them."""
-    return assemble_batch(plan, [_decode_one(ref, imgsz, draft) for ref in plan.refs], pin_memory)
+    outcomes = [_decode_one(ref, imgsz, draft, max_pixels) for ref in plan.refs]
+    return assemble_batch(plan, outcomes, pin_memory)
 
 
 class BatchLoader:
@@ -196,7 +206,8 @@ class BatchLoader:
 
     At most ``prefetch`` batches are in flight (bounded memory). Use it as a context manager: leaving the
     block (normally, by an error, or on cancellation) cancels pending work and joins every worker thread.
-    ``workers == 0`` decodes in the calling thread.
+    ``workers == 0`` decodes in the calling thread. No worker decodes an image whose header declares more
+    than ``max_pixels`` pixels: it becomes a failure of its batch.
     """
 
     def __init__(
@@ -207,8 +218,10 @@ class BatchLoader:
         prefetch: int | None = None,
         pin_memory: bool = False,
         draft: DraftPolicy | None = EXACT_DRAFT,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self._plans = list(plans)
+        self._max_pixels = max_pixels
         self._imgsz = imgsz
         self._workers = max(0, workers)
         self._prefetch = max(1, prefetch if prefetch is not None else self._workers + 1)
@@ -229,7 +242,7 @@ class BatchLoader:
     def __iter__(self) -> Iterator[LoadedBatch]:
         if self._workers == 0:
             for plan in self._plans:
-                yield load_batch(plan, self._imgsz, self._pin_memory, self._draft)
+                yield load_batch(plan, self._imgsz, self._pin_memory, self._draft, self._max_pixels)
             return
         self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="smartcash-decode")
         upcoming = iter(self._plans)
@@ -247,7 +260,10 @@ class BatchLoader:
             plan = next(upcoming, None)
             if plan is None:
                 return
-            jobs = [executor.submit(_decode_one, ref, self._imgsz, self._draft) for ref in plan.refs]
+            jobs = [
+                executor.submit(_decode_one, ref, self._imgsz, self._draft, self._max_pixels)
+                for ref in plan.refs
+            ]
             self._pending.append((plan, jobs))
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch.distributed as dist
 
+from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
 from smartcash_core.data.loader import BatchPlan
 from smartcash_core.errors import DistributedError, SmartCashError
 from smartcash_core.validation.accumulators.base import Accumulator, merge_shard_states
@@ -138,13 +139,16 @@ def collect_rank_payload(
     ctx: DistContext,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> RankPayload:
     """Validate this rank's shard. A library error is carried to rank 0 instead of leaving it waiting."""
     started = time.perf_counter()
     try:
-        index = load_source(source, params.split, model.class_table.num_fine)
+        index = load_source(source, params.split, model.class_table.num_fine, max_image_pixels)
         shard = rank_shard(plan_batches(index, params, model.stride), ctx)
-        state = collect_validation_state(model, source, params, on_progress, cancel, shard=shard)
+        state = collect_validation_state(
+            model, source, params, on_progress, cancel, shard=shard, max_image_pixels=max_image_pixels
+        )
         shard_state = ShardState.from_state(state)
     except (SmartCashError, ValueError) as exc:
         report = RankReport(ctx.rank, 0, time.perf_counter() - started)
@@ -162,6 +166,7 @@ def run_distributed_validation(
     ctx: DistContext,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> DistributedValidationResult | None:
     """The validation pass over all ranks; the merged result on rank 0, ``None`` on the others.
 
@@ -169,7 +174,7 @@ def run_distributed_validation(
     state to rank 0 in one gather. Raises :class:`DistributedError` (on every rank) when any rank failed.
     """
     started = time.perf_counter()
-    payload = collect_rank_payload(model, source, params, ctx, on_progress, cancel)
+    payload = collect_rank_payload(model, source, params, ctx, on_progress, cancel, max_image_pixels)
     wait_started = time.perf_counter()
     dist.barrier()  # separates waiting for the slowest rank from the transfer itself
     wait_s = time.perf_counter() - wait_started

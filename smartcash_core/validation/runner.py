@@ -7,6 +7,8 @@
 * ``on_progress(done_images, total_images, stage)`` is called after each batch.
 * ``cancel``: a ``threading.Event``; when set, the pass stops between batches with ``Cancelled``.
 * ``shard``: optional global sample indices to validate (distributed runs); see below.
+* ``max_image_pixels``: images whose header declares more pixels are skipped (reported) before any decode
+  (decompression bombs); default ``DEFAULT_MAX_IMAGE_PIXELS`` (40 MP).
 
 The result's JSON contract is described in :mod:`smartcash_core.validation.params`.
 
@@ -30,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from smartcash_core.cache import get_cache_info
 from smartcash_core.data.images import EXACT_DRAFT, FAST_DRAFT
+from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
 from smartcash_core.data.loader import BatchLoader, LoadedBatch
-from smartcash_core.errors import Cancelled, MetricStateError
+from smartcash_core.errors import Cancelled, InvalidParamsError, MetricStateError
 from smartcash_core.validation.accumulators.base import Accumulator, ResultDraft
 from smartcash_core.validation.accumulators.standard import standard_accumulators
 from smartcash_core.validation.detections import processed_batch, suppress
@@ -60,6 +63,7 @@ def run_validation(
     cancel: threading.Event | None = None,
     *,
     shard: Sequence[int] | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ValidationResult:
     """Validate ``model`` on ``source``; see the module docstring for the arguments.
 
@@ -67,7 +71,9 @@ def run_validation(
     Bad images, label files and label lines are skipped and listed in ``result.dataset["skipped"]``.
     """
     started = time.perf_counter()
-    state = collect_validation_state(model, source, params, on_progress, cancel, shard=shard)
+    state = collect_validation_state(
+        model, source, params, on_progress, cancel, shard=shard, max_image_pixels=max_image_pixels
+    )
     return build_result(state, model, params, wall_s=time.perf_counter() - started)
 
 
@@ -127,18 +133,25 @@ def collect_validation_state(
     *,
     shard: Sequence[int] | None = None,
     accumulators: Sequence[Accumulator] | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ValidationState:
     """Run the pass over ``source`` (or the ``shard`` of its sample indices) without computing results.
 
     ``accumulators``: fresh ones to feed instead of :func:`standard_accumulators` (in result order).
     """
     check_params(params)
-    plan = plan_pass(source, params, model.class_table.num_fine, model.stride, shard)
+    if max_image_pixels < 1:
+        raise InvalidParamsError(f"max_image_pixels must be at least 1; got {max_image_pixels!r}")
+    plan = plan_pass(source, params, model.class_table.num_fine, model.stride, shard, max_image_pixels)
     chosen = standard_accumulators(model, params) if accumulators is None else list(accumulators)
     processor = BatchProcessor(model, params, plan, chosen)
     draft = FAST_DRAFT if params.fast_decode else EXACT_DRAFT
     pin_memory = processor.forward.device.type == "cuda"
-    with BatchLoader(plan.plans, params.imgsz, params.workers, pin_memory=pin_memory, draft=draft) as loader:
+    loader = BatchLoader(
+        plan.plans, params.imgsz, params.workers, pin_memory=pin_memory, draft=draft,
+        max_pixels=max_image_pixels,
+    )
+    with loader:
         for batch in batches_until_cancelled(loader, cancel, processor.log.stage_seconds):
             processor.process(batch)
             if on_progress is not None:

@@ -14,18 +14,22 @@ from typing import Any
 import numpy as np
 
 from smartcash_core.data.dataset import DatasetIndex, load_uploaded_samples, load_yolo_dataset
+from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
 from smartcash_core.data.loader import BatchPlan, ImageRef, rect_batch_plans
 from smartcash_core.errors import DatasetError
 from smartcash_core.validation.params import ValidationParams, ValidationSource
 
 
-def load_source(source: ValidationSource, split: str, num_classes: int) -> DatasetIndex:
-    """A dataset directory / ``data.yaml`` path, or uploaded samples, as a checked ``DatasetIndex``."""
+def load_source(
+    source: ValidationSource, split: str, num_classes: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> DatasetIndex:
+    """A dataset directory / ``data.yaml`` path, or uploaded samples, as a checked ``DatasetIndex``; images
+    over ``max_pixels`` are reported and skipped."""
     if isinstance(source, (str, Path)):
-        return load_yolo_dataset(source, split=split, num_classes=num_classes)
+        return load_yolo_dataset(source, split=split, num_classes=num_classes, max_pixels=max_pixels)
     if not source:
         raise DatasetError("the upload holds no samples")
-    return load_uploaded_samples(list(source), num_classes=num_classes)
+    return load_uploaded_samples(list(source), num_classes=num_classes, max_pixels=max_pixels)
 
 
 def plan_batches(index: DatasetIndex, params: ValidationParams, stride: int) -> list[BatchPlan]:
@@ -88,10 +92,10 @@ class PassPlan:
 
 def plan_pass(
     source: ValidationSource, params: ValidationParams, num_classes: int, stride: int,
-    shard: Sequence[int] | None = None,
+    shard: Sequence[int] | None = None, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> PassPlan:
     """Index ``source``, plan the full pass's batches, and keep the ``shard``'s (all when ``None``)."""
-    index = load_source(source, params.split, num_classes)
+    index = load_source(source, params.split, num_classes, max_pixels)
     full_plans = plan_batches(index, params, stride)
     plans = shard_plans(full_plans, shard, len(index.samples))
     samples = [(ref.index, index.samples[ref.index]) for plan in plans for ref in plan.refs]

@@ -142,13 +142,13 @@ def test_an_unreadable_data_yaml_is_refused_and_broken_ones_are_left_to_the_job(
     (root / "ds" / "val.txt").write_bytes(b"\xff\xfe not text")
     data_yaml.write_text("val: val.txt\n")
     _check(root, root / "ds")
-    read_text = Path.read_text
+    open_file = Path.open
 
-    def denied(path: Path, *args: Any, **kwargs: Any) -> str:
+    def denied(path: Path, *args: Any, **kwargs: Any) -> Any:
         if path == data_yaml:
             raise PermissionError(13, "Permission denied", str(path))
-        return read_text(path, *args, **kwargs)
+        return open_file(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(Path, "open", denied)
     with pytest.raises(PathRejected, match=r"names a file that cannot be read: .*Permission denied"):
         _check(root, root / "ds")
