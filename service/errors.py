@@ -163,7 +163,7 @@ def library_error_status(exc: SmartCashError) -> tuple[int, str, str]:
 
 
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    body = error_body(request, exc.code, exc.message, exc.fix)
+    body = error_body(request, exc.code, exc.message, exc.fix, **getattr(exc, "details", {}))
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 

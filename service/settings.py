@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         ge=1,
         description="images whose header declares more pixels are skipped (reported) before any decode",
     )
+    memory_budget_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="largest estimated peak memory of one job before 400 memory_budget_exceeded; unset: half "
+        "the RAM (or the container's limit) on CPU, 80% of the GPU's memory on CUDA",
+    )
     image_cache_bytes: int | None = Field(None, ge=0, description="byte bound of the decoded-image cache")
     label_cache_bytes: int | None = Field(None, ge=0, description="byte bound of the label cache")
     log_level: str = Field("info", description="debug, info, warning, error")

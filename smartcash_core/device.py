@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+from pathlib import Path
 
 import torch
 
@@ -54,3 +57,28 @@ def describe_devices() -> str:
     if mps_available():
         available.append("mps")
     return "available: " + ", ".join(available)
+
+
+_CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def system_memory_bytes() -> int | None:
+    """Physical memory, or the container's (cgroup) memory limit when that is lower; None if unknown."""
+    known = []
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # not a POSIX system that reports it
+        known.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    for limit_file in _CGROUP_LIMITS:
+        try:
+            text = limit_file.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (cgroup v2) means no limit; v1 reports a huge number instead
+            known.append(int(text))
+    return min(known) if known else None
+
+
+def device_memory_bytes(device: torch.device) -> int | None:
+    """Total memory of ``device``: the GPU's own on CUDA, the system's (see above) on CPU and MPS."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return system_memory_bytes()

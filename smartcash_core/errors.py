@@ -56,6 +56,21 @@ class UnsafeDatasetFile(DatasetError):
         self.reason = reason
 
 
+class MemoryBudgetError(SmartCashError, ValueError):
+    """A pass's estimated peak memory exceeds the budget it was given. ``suggested_batch_size``: the
+    largest batch size that fits (0 when even one image does not; then ``suggested_imgsz`` fits one)."""
+
+    def __init__(
+        self, message: str, estimate_bytes: int, budget_bytes: int, suggested_batch_size: int,
+        suggested_imgsz: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.estimate_bytes = estimate_bytes
+        self.budget_bytes = budget_bytes
+        self.suggested_batch_size = suggested_batch_size
+        self.suggested_imgsz = suggested_imgsz
+
+
 class Cancelled(SmartCashError):
     """A validation pass was cancelled between batches."""
 

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 
+from service.budget import check_job_memory
 from service.deps import JobRecordDep, JobsDep, ServiceState, StateDep
 from service.errors import Conflict, Unprocessable
 from service.jobs import JobManager
@@ -101,6 +102,7 @@ async def submit_dataset(body: ValidationRequest, state: StateDep) -> JSONRespon
     # checked here for a 4xx now; the replica that claims the job resolves it again under its own data root
     await run_in_threadpool(resolve_dataset, state.settings.data_root, body.dataset, body.split)
     params = body.params.to_params(device=entry.device, split=body.split)
+    await run_in_threadpool(check_job_memory, state.settings, entry, params)
     job_id = await run_in_threadpool(state.jobs.submit, entry, "dataset", body.dataset, params)
     return await run_in_threadpool(_accepted, job_id, state.jobs)
 
@@ -138,9 +140,9 @@ async def _submit_upload_body(request: Request, state: ServiceState, wait: bool)
             "drop wait=true and follow the job's events, or send a smaller batch",
         )
     label = f"upload ({len(samples)} images)"
-    return await run_in_threadpool(
-        state.jobs.submit, entry, "upload", label, params.to_params(entry.device), samples
-    )
+    job_params = params.to_params(entry.device)
+    await run_in_threadpool(check_job_memory, state.settings, entry, job_params, len(samples))
+    return await run_in_threadpool(state.jobs.submit, entry, "upload", label, job_params, samples)
 
 
 def _check_model_field(value: str) -> str:

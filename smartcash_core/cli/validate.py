@@ -22,7 +22,9 @@ from smartcash_core.validation.params import ProgressCallback
 from smartcash_core.validation.report import format_distributed, format_report, write_json
 
 if TYPE_CHECKING:  # the pass itself (torch) is imported when a command runs, not when the parser is built
+    from smartcash_core.checkpoint import LoadedModel
     from smartcash_core.validation.distributed import DistContext
+    from smartcash_core.validation.params import ValidationParams
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -67,6 +69,7 @@ def validate_single(args: argparse.Namespace) -> int:
 
     params = params_from_args(args)
     model = load_model(args.weights, params.device)
+    warn_if_over_memory_budget(model, params)
     try:
         with progress_bar("validate") as on_progress:
             result = run_validation(
@@ -105,6 +108,23 @@ def validate_rank(args: argparse.Namespace, ctx: DistContext) -> int:
     if args.json_out:
         write_json(result, Path(args.json_out))
     return 0
+
+
+def warn_if_over_memory_budget(model: LoadedModel, params: ValidationParams) -> None:
+    """Print a warning (and go on: the machine is the user's, the estimate conservative) when the pass's
+    estimated peak exceeds the service's default budget for the device (half the RAM, 80% of a GPU)."""
+    import torch
+
+    from smartcash_core.errors import MemoryBudgetError
+    from smartcash_core.validation.memory import check_pass_memory, default_memory_budget
+
+    budget = default_memory_budget(torch.device(model.device))
+    if budget is None:
+        return
+    try:
+        check_pass_memory(model, params, budget)
+    except MemoryBudgetError as exc:
+        print(f"warning: {exc} (the service would refuse this job; validating anyway)", file=sys.stderr)
 
 
 @contextmanager
