@@ -42,8 +42,8 @@ def test_the_alias_bomb_is_refused_at_the_first_alias(tmp_path: Path) -> None:
     ("text", "reason"),
     [
         ("base: &b {val: images}\n<<: *b\n", "YAML alias *b on line 2"),  # a merge key needs an alias
-        ("val: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 16 levels (line 1)"),
-        ("".join("  " * i + f"k{i}:\n" for i in range(40)), "nested deeper than 16 levels (line 16)"),
+        ("val: " + "[" * 40 + "]" * 40 + "\n", "nested deeper than 16 levels (line 1)"),
+        ("".join("  " * i + f"k{i}:\n" for i in range(40)), "nested deeper than 16 levels (line 17)"),
         ("names: [" + ",".join(["x"] * 40000) + "]\n", f"larger than {MAX_DATA_YAML_BYTES // 1024} KiB"),
     ],
     ids=["merge_key", "deep_flow", "deep_block", "oversized"],
