@@ -1,4 +1,4 @@
-"""run_validation end to end: YOLOv5 val.py parity, synthetic set, uploads, progress, cancel, shards, cache."""
+"""run_validation end to end: val.py parity, synthetic set, uploads, progress, cancel, shards, cache."""
 
 from __future__ import annotations
 
