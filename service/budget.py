@@ -5,7 +5,8 @@ library's estimate (:func:`smartcash_core.validation.memory.check_pass_memory`, 
 measured peak) decides at submission, against ``SMARTCASH_MEMORY_BUDGET_BYTES`` or, unset, a share of the
 model's device memory (half the RAM, or the container's limit, on CPU; 80% of a GPU's memory on CUDA).
 The 400 names the budget and the largest ``batch_size`` that fits (``suggested_batch_size``; when none
-does, ``suggested_imgsz`` fits one image).
+does, ``suggested_imgsz`` fits one image). No batch is larger than the job's images (an upload's count, or
+what the dataset's containment walk found), so a large ``batch_size`` on a small set is not refused.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def job_memory_budget(settings: Settings, entry: ModelEntry) -> int | None:
 def check_job_memory(
     settings: Settings, entry: ModelEntry, params: ValidationParams, images: int | None = None
 ) -> None:
-    """Refuse (``MemoryBudgetExceeded``, 400) a job whose estimated peak exceeds the budget. ``images``: the
-    upload's image count (no batch is larger); unknown for a dataset path."""
+    """Refuse (``MemoryBudgetExceeded``, 400) a job whose estimated peak exceeds the budget. ``images``: how
+    many images the upload holds or the dataset walk found (no batch is larger); None when unknown."""
     budget = job_memory_budget(settings, entry)
     if budget is None:
         return

@@ -38,16 +38,19 @@ _FIX = (
 )
 
 
-def check_dataset_contained(data_root: Path, dataset: Path, split: str, shown: str) -> None:
+def check_dataset_contained(data_root: Path, dataset: Path, split: str, shown: str) -> int | None:
     """Refuse (``PathRejected``, 400) a dataset that would make the library read outside ``data_root``.
 
     ``dataset`` is the resolved directory or data.yaml; ``shown`` is the client's name for it. Problems
-    the library reports by itself (unreadable yaml, missing split) are left to the job.
+    the library reports by itself (unreadable yaml, missing split) are left to the job. Returns how many
+    images the walk found (an upper bound of the job's samples), None when it stopped where the reader would.
     """
     root = data_root.resolve()
     discovery = DatasetDiscovery(dataset, split, resolve=lambda path: resolve_path(path, "dataset", shown))
+    images = 0
     try:
         for found in discovery:
+            images += found.role is FileRole.IMAGE and found.problem is None
             if found.resolved is not None and not found.resolved.is_relative_to(root):
                 raise PathRejected(
                     f"dataset {shown!r}: {_role(found)} {shorten(str(found.path))!r} resolves outside the "
@@ -62,11 +65,12 @@ def check_dataset_contained(data_root: Path, dataset: Path, split: str, shown: s
     except DatasetError as exc:
         if isinstance(exc.__cause__, OSError):  # data.yaml exists but cannot be read (permissions, I/O)
             raise _unreadable(shown, exc.__cause__) from exc
-        return  # the reader stops at the same place, before reading anything behind it
+        return None  # the reader stops at the same place, before reading anything behind it
     except UnicodeDecodeError:
-        return  # a list file that is not text: the reader fails on it the same way
+        return None  # a list file that is not text: the reader fails on it the same way
     except OSError as exc:  # an over-long or unreadable name in data.yaml or a list file
         raise _unreadable(shown, exc) from exc
+    return images
 
 
 def _role(found: DatasetFile) -> str:

@@ -16,6 +16,11 @@ from service.paths import resolve_under
 
 def resolve_dataset(data_root: Path, relative: str, split: str) -> Path:
     """The dataset path, kept inside the data root (with every file it names), shaped like a YOLO dataset."""
+    return resolve_dataset_images(data_root, relative, split)[0]
+
+
+def resolve_dataset_images(data_root: Path, relative: str, split: str) -> tuple[Path, int | None]:
+    """:func:`resolve_dataset`, and how many images the containment walk found (None: not counted)."""
     path = resolve_under(data_root, relative, "dataset")
     if path.is_file() and path.suffix.lower() not in (".yaml", ".yml"):
         raise Unprocessable(
@@ -26,5 +31,4 @@ def resolve_dataset(data_root: Path, relative: str, split: str) -> Path:
             f"dataset {relative!r} has no images/ directory and no data.yaml",
             "name a YOLO dataset directory (images/<split>, labels/<split>) or its data.yaml",
         )
-    check_dataset_contained(data_root, path, split, relative)
-    return path
+    return path, check_dataset_contained(data_root, path, split, relative)

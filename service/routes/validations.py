@@ -33,7 +33,7 @@ from service.schemas import (
     ValidationParamsIn,
     ValidationRequest,
 )
-from service.sources import resolve_dataset
+from service.sources import resolve_dataset_images
 from service.store import ImageQuery
 from service.uploads import parse_multipart, samples_from_files
 
@@ -100,9 +100,10 @@ async def _wait(jobs: JobManager, job_id: str, timeout_s: float) -> bool:
 async def submit_dataset(body: ValidationRequest, state: StateDep) -> JSONResponse:
     entry = state.registry.get(body.model)
     # checked here for a 4xx now; the replica that claims the job resolves it again under its own data root
-    await run_in_threadpool(resolve_dataset, state.settings.data_root, body.dataset, body.split)
+    root = state.settings.data_root
+    _, images = await run_in_threadpool(resolve_dataset_images, root, body.dataset, body.split)
     params = body.params.to_params(device=entry.device, split=body.split)
-    await run_in_threadpool(check_job_memory, state.settings, entry, params)
+    await run_in_threadpool(check_job_memory, state.settings, entry, params, images)
     job_id = await run_in_threadpool(state.jobs.submit, entry, "dataset", body.dataset, params)
     return await run_in_threadpool(_accepted, job_id, state.jobs)
 

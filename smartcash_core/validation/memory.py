@@ -4,16 +4,17 @@ The peak of a pass is dominated by the tensors of one batch, which grow with ``b
 network's activations (YOLOv5 keeps the outputs its later layers concatenate), the float input, the head's
 outputs, and the uint8 batches the decode workers prepare ahead. :func:`estimate_pass_memory` sums
 
-- ``fixed``: the weights (the loaded model and the fused copy the pass runs) and NMS of one image (its
+- ``fixed``: the weights of the fused copy the pass runs (made on its first pass) and NMS of one image (its
   candidates at ``conf_thres`` 0.001 can reach every anchor times every class);
 - ``per image``: input pixels x bytes per pixel, where the network's share comes from its own layers
   (:func:`activation_floats_per_pixel`: the outputs of every layer, measured on the ``meta`` device, so
   nothing is computed or allocated), times :data:`ACTIVATION_FACTOR`.
 
 The factor was fitted on measured peaks (``tests/bench/bench_pass_memory.py``: peak RSS growth of a fresh
-process over one pass, CPU) so the estimate stays above every measured peak and within
+process over one pass, CPU) so the estimate stays above every measured peak of 100 MB or more and within
 :data:`MAX_OVERESTIMATE` of it (``tests/validation/test_memory.py`` checks both on real passes). On CUDA
-the same tensors live in GPU memory; fp16 halves the network's share.
+the network's tensors live in GPU memory (fp16 halves them) and the loader's in host memory; the estimate
+counts them all against the one budget (conservative).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def estimate_pass_memory(
     batches_in_flight = params.workers + 2  # prefetched by the workers, plus the one being run
     per_pixel = (
         ACTIVATION_FACTOR * body * network_bytes
-        + head * FLOAT_BYTES * 2  # decoded [N, 5 + nc] plus the raw levels, both kept for the batch
+        + head * FLOAT_BYTES * 2  # decoded and raw outputs (kept for the batch) and decoding's temporaries
         + INPUT_BYTES_PER_PIXEL
         + LOADER_BYTES_PER_PIXEL * batches_in_flight
     )

@@ -9,6 +9,7 @@ Before: no labels -> ``internal_error`` (a reshape of an empty array); the 48 KB
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,8 @@ FIXTURE_VAL = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5" / "val
 PHOTOS = sorted((FIXTURE_VAL / "images" / "val").glob("*.jpg"))[:4]
 PARAMS = {"imgsz": 128, "batch_size": 4, "workers": 0}
 BUDGET = 5 * 2**30  # the server's memory budget in this module: deterministic suggestions
+ISSUE_BATCH = 512
+ISSUE_REQUEST = {"model": "tiny", "dataset": "many", "params": {"imgsz": 4096, "batch_size": ISSUE_BATCH}}
 
 
 def _photos(folder: Path, count: int) -> Path:
@@ -46,6 +49,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _photos(root / "yaml_bomb" / "images" / "val", 1)
     (root / "yaml_bomb" / "data.yaml").write_text(yaml_alias_bomb())
     _photos(root / "one" / "images" / "val", 1)
+    many = _photos(root / "many" / "images" / "val", 1)
+    for number in range(ISSUE_BATCH):  # enough images for full batches of 512 (hard links: no copies)
+        os.link(many / PHOTOS[0].name, many / f"copy{number:03d}.jpg")
     return root
 
 
@@ -164,10 +170,38 @@ def test_yaml_alias_bomb_is_a_fast_small_400(server: ServerProcess, data_root: P
     assert elapsed < 5.0  # before: 9.5 s and a 122 MB body; now milliseconds (generous under load)
 
 
+def test_a_small_set_is_estimated_with_its_own_image_count(server: ServerProcess) -> None:
+    """batch_size 512 over one image forms one batch of 1: at imgsz 1024 that fits the budget, uploaded or as
+    a dataset (512 images at 1024 would not: ~200 GiB estimated)."""
+    params = {"imgsz": 1024, "batch_size": ISSUE_BATCH}
+    files = [("files", (PHOTOS[0].name, PHOTOS[0].read_bytes(), "image/jpeg"))]
+    with server.client() as client:
+        uploaded = client.post(
+            "/v1/validations/upload", data={"model": "tiny", "params": json.dumps(params)}, files=files
+        )
+        assert uploaded.status_code == 202, uploaded.text
+        submitted = client.post("/v1/validations", json={"model": "tiny", "dataset": "one", "params": params})
+        assert submitted.status_code == 202, submitted.text
+        for job_id in (uploaded.json()["id"], submitted.json()["id"]):
+            assert wait_final(client, job_id)["status"] == "succeeded"
+        refused = client.post("/v1/validations", json={"model": "tiny", "dataset": "many", "params": params})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "memory_budget_exceeded"
+
+
+
+def test_the_default_budget_comes_from_the_device(client_for: Callable[..., TestClient]) -> None:
+    """Without SMARTCASH_MEMORY_BUDGET_BYTES the budget is half this machine's memory (CPU)."""
+    client = client_for()
+    load_tiny(client)
+    error = client.post("/v1/validations", json=ISSUE_REQUEST).json()["error"]
+    assert error["code"] == "memory_budget_exceeded"
+    assert error["budget_bytes"] == default_memory_budget(torch.device("cpu"))
+
+
 def test_the_issue_memory_request_is_refused_and_the_suggested_batch_is_accepted(
     server: ServerProcess,
 ) -> None:
-    request = {"model": "tiny", "dataset": "one", "params": {"imgsz": 4096, "batch_size": 512}}
+    request = json.loads(json.dumps(ISSUE_REQUEST))
     with server.client() as client:
         started = time.perf_counter()
         refused = client.post("/v1/validations", json=request)
@@ -185,27 +219,3 @@ def test_the_issue_memory_request_is_refused_and_the_suggested_batch_is_accepted
         accepted = client.post("/v1/validations", json=request)
         assert accepted.status_code == 202, accepted.text
         client.post(f"/v1/validations/{accepted.json()['id']}/cancel")
-
-
-def test_an_upload_is_estimated_with_its_own_image_count(server: ServerProcess) -> None:
-    """batch_size 512 over a 1-image upload forms one batch of 1: at imgsz 1024 that fits the budget."""
-    files = [("files", (PHOTOS[0].name, PHOTOS[0].read_bytes(), "image/jpeg"))]
-    with server.client() as client:
-        response = client.post(
-            "/v1/validations/upload",
-            data={"model": "tiny", "params": json.dumps({"imgsz": 1024, "batch_size": 512})},
-            files=files,
-        )
-        assert response.status_code == 202, response.text
-        assert wait_final(client, response.json()["id"])["status"] == "succeeded"
-
-
-
-def test_the_default_budget_comes_from_the_device(client_for: Callable[..., TestClient]) -> None:
-    """Without SMARTCASH_MEMORY_BUDGET_BYTES the budget is half this machine's memory (CPU)."""
-    client = client_for()
-    load_tiny(client)
-    request = {"model": "tiny", "dataset": "one", "params": {"imgsz": 4096, "batch_size": 512}}
-    error = client.post("/v1/validations", json=request).json()["error"]
-    assert error["code"] == "memory_budget_exceeded"
-    assert error["budget_bytes"] == default_memory_budget(torch.device("cpu"))
