@@ -16,7 +16,7 @@ from smartcash_core.cli import main
 from smartcash_core.validation.accumulators.base import ArrayAccumulator, MergeRule, ResultDraft, StateArrays
 from smartcash_core.validation.detections import ProcessedBatch
 from smartcash_core.validation.params import UploadedSample, ValidationParams
-from smartcash_core.validation.runner import collect_validation_state, run_validation
+from smartcash_core.validation.runner import build_result, collect_validation_state, run_validation
 from tests.metrics.reference import yolo_reference
 
 FIXTURE_VAL = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5" / "val"
@@ -146,3 +146,16 @@ def test_mixed_set_gives_yolov5_numbers(model: LoadedModel, tmp_path: Path) -> N
     label_files = (root / "labels" / "val" / f"{image.stem}.txt" for image in IMAGES[:6])
     labels = sum(len(file.read_text().splitlines()) for file in label_files)
     assert 0 < result.dataset["instances"] <= labels
+
+
+def test_shards_merge_to_one_warning_and_null_metrics(model: LoadedModel, tmp_path: Path) -> None:
+    """Two shards of a set without labels, merged as ranks are: one ``no_labels`` warning, with the label
+    folders the shards looked in, and the single-process result's per-image rows."""
+    root = _dataset(tmp_path / "sharded", labelled=0)
+    whole = run_validation(model, root, PARAMS)
+    first = collect_validation_state(model, root, PARAMS, shard=range(0, 4))
+    second = collect_validation_state(model, root, PARAMS, shard=range(4, len(IMAGES)))
+    first.merge(second)
+    merged = build_result(first, model, PARAMS, wall_s=0.0)
+    assert merged.warnings == whole.warnings and len(merged.warnings) == 1
+    assert merged.metrics["map50"] is None and merged.per_image == whole.per_image
