@@ -35,6 +35,7 @@ from service.schemas import (
 from service.sources import resolve_dataset
 from service.store import ImageQuery
 from service.uploads import parse_multipart, samples_from_files
+from smartcash_core.validation.precision import check_precision_for_device
 
 router = APIRouter(prefix="/v1/validations", tags=["validations"])
 _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -101,6 +102,7 @@ async def submit_dataset(body: ValidationRequest, state: StateDep) -> JSONRespon
     # checked here for a 4xx now; the replica that claims the job resolves it again under its own data root
     await run_in_threadpool(resolve_dataset, state.settings.data_root, body.dataset, body.split)
     params = body.params.to_params(device=entry.device, split=body.split)
+    check_precision_for_device(params, entry.device)  # 400 now, not a failed job later
     job_id = await run_in_threadpool(state.jobs.submit, entry, "dataset", body.dataset, params)
     return await run_in_threadpool(_accepted, job_id, state.jobs)
 
@@ -138,9 +140,9 @@ async def _submit_upload_body(request: Request, state: ServiceState, wait: bool)
             "drop wait=true and follow the job's events, or send a smaller batch",
         )
     label = f"upload ({len(samples)} images)"
-    return await run_in_threadpool(
-        state.jobs.submit, entry, "upload", label, params.to_params(entry.device), samples
-    )
+    checked = params.to_params(entry.device)
+    check_precision_for_device(checked, entry.device)  # 400 now, not a failed job later
+    return await run_in_threadpool(state.jobs.submit, entry, "upload", label, checked, samples)
 
 
 def _check_model_field(value: str) -> str:

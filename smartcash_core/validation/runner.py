@@ -35,7 +35,7 @@ from smartcash_core.errors import Cancelled, MetricStateError
 from smartcash_core.validation.accumulators.base import Accumulator, ResultDraft
 from smartcash_core.validation.accumulators.standard import standard_accumulators
 from smartcash_core.validation.detections import processed_batch, suppress
-from smartcash_core.validation.inference import Forward
+from smartcash_core.validation.inference import Forward, model_device
 from smartcash_core.validation.params import (
     ProgressCallback,
     ValidationParams,
@@ -44,6 +44,7 @@ from smartcash_core.validation.params import (
     ValidationWarning,
     check_params,
 )
+from smartcash_core.validation.precision import resolve_precision
 from smartcash_core.validation.source import PassPlan, plan_pass
 from smartcash_core.validation.summary import model_summary
 from smartcash_core.validation.timing import speed_ms_per_image, timed
@@ -161,7 +162,7 @@ def build_result(
         cache=get_cache_info(),
         per_image=draft.per_image,
         params=params.to_dict(),
-        model=model_summary(model),
+        model={**model_summary(model), "precision": resolve_precision(params, model_device(model))[0]},
         warnings=[warning.to_dict() for warning in log.warnings],
         evaluator=draft.evaluator,
     )
@@ -191,8 +192,11 @@ class BatchProcessor:
         self.params = params
         self.plan = plan
         self.accumulators = accumulators
-        self.forward = Forward(model, params.half)
+        precision, warnings = resolve_precision(params, model_device(model))
+        self.forward = Forward(model, precision)
         self.log = PassLog(skipped=list(plan.skipped))
+        for warning in warnings:
+            self.log.warn(*warning)
         self.images_seen = 0
 
     def process(self, batch: LoadedBatch) -> None:
