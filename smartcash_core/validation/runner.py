@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from smartcash_core.errors import Cancelled, MetricStateError
 from smartcash_core.validation.accumulators.base import Accumulator, ResultDraft
 from smartcash_core.validation.accumulators.standard import standard_accumulators
 from smartcash_core.validation.detections import processed_batch, suppress
-from smartcash_core.validation.inference import Forward, model_device
+from smartcash_core.validation.inference import Forward, HeadOutput, model_device
 from smartcash_core.validation.params import (
     ProgressCallback,
     ValidationParams,
@@ -134,10 +135,13 @@ def collect_validation_state(
     *,
     shard: Sequence[int] | None = None,
     accumulators: Sequence[Accumulator] | None = None,
+    overlap: bool = True,
 ) -> ValidationState:
     """Run the pass over ``source`` (or the ``shard`` of its sample indices) without computing results.
 
     ``accumulators``: fresh ones to feed instead of :func:`standard_accumulators` (in result order).
+    ``overlap``: NMS and accumulators of batch k run on a second thread while batch k+1 runs its forward
+    (same results, in the same order; off: one thread, for benchmarks' A/B).
     """
     check_params(params)
     plan = plan_pass(source, params, model.class_table.num_fine, model.stride, shard)
@@ -145,11 +149,10 @@ def collect_validation_state(
     processor = BatchProcessor(model, params, plan, chosen)
     draft = FAST_DRAFT if params.fast_decode else EXACT_DRAFT
     pin_memory = processor.forward.device.type == "cuda"
-    with BatchLoader(plan.plans, params.imgsz, params.workers, pin_memory=pin_memory, draft=draft) as loader:
+    loader = BatchLoader(plan.plans, params.imgsz, params.workers, pin_memory=pin_memory, draft=draft)
+    with loader, OverlappedFinish(processor, plan.total_images, on_progress, enabled=overlap) as finisher:
         for batch in batches_until_cancelled(loader, cancel, processor.log.stage_seconds):
-            processor.process(batch)
-            if on_progress is not None:
-                on_progress(processor.images_seen, plan.total_images, "validate")
+            finisher.submit(processor.run_forward(batch))
     return ValidationState(processor.accumulators, processor.log)
 
 
@@ -191,8 +194,18 @@ def batches_until_cancelled(
         yield batch
 
 
+@dataclass
+class ForwardedBatch:
+    """A batch after its forward: what NMS and the accumulators need."""
+
+    batch: LoadedBatch
+    head: HeadOutput | None  # None: every image of the batch failed to decode
+    input_hw: tuple[int, int]
+
+
 class BatchProcessor:
-    """Per-batch work of the pass: forward, NMS, rescale, then every accumulator, each stage timed."""
+    """Per-batch work of the pass: forward (:meth:`run_forward`), then NMS, rescale and every accumulator
+    (:meth:`finish`), each stage timed (wall and the calling thread's CPU time)."""
 
     def __init__(
         self, model: LoadedModel, params: ValidationParams, plan: PassPlan, accumulators: list[Accumulator]
@@ -208,24 +221,93 @@ class BatchProcessor:
         self.images_seen = 0
 
     def process(self, batch: LoadedBatch) -> None:
+        """Forward and finish one batch in this thread."""
+        self.finish(self.run_forward(batch))
+
+    def run_forward(self, batch: LoadedBatch) -> ForwardedBatch:
         seconds, cpu = self.log.stage_seconds, self.log.stage_cpu_seconds
         seconds["decode"] = seconds.get("decode", 0.0) + batch.decode_s + batch.letterbox_s
         cpu["decode"] = cpu.get("decode", 0.0) + batch.decode_cpu_s
-        self.images_seen += len(batch.metas) + len(batch.failures)
         self.log.skipped += [{"file": ref.name, "line": None, "reason": why} for ref, why in batch.failures]
         if not batch.metas:
-            return
+            return ForwardedBatch(batch, None, (0, 0))
         with timed(seconds, "preprocess", cpu):
             inputs = self.forward.inputs(batch.images)
         with timed(seconds, "inference", cpu):
             head = self.forward.run(inputs)
+        return ForwardedBatch(batch, head, (int(inputs.shape[2]), int(inputs.shape[3])))
+
+    def finish(self, forwarded: ForwardedBatch) -> None:
+        """NMS, detections in original pixels, then every accumulator, in batch order."""
+        batch, head = forwarded.batch, forwarded.head
+        self.images_seen += len(batch.metas) + len(batch.failures)
+        if head is None:
+            return
+        seconds, cpu = self.log.stage_seconds, self.log.stage_cpu_seconds
         with timed(seconds, "nms", cpu):
             detections = suppress(head.decoded.float(), self.params)
         with timed(seconds, "metrics", cpu):
-            input_hw = (int(inputs.shape[2]), int(inputs.shape[3]))
-            processed = processed_batch(batch, detections, head.levels, input_hw, self.plan)
+            processed = processed_batch(batch, detections, head.levels, forwarded.input_hw, self.plan)
         self.log.images += len(processed.images)
         self.log.instances += sum(len(image.gt_classes) for image in processed.images)
         for accumulator in self.accumulators:
             with timed(seconds, accumulator.stage, cpu):
                 accumulator.update(processed)
+
+
+class OverlappedFinish:
+    """Finishes batches (NMS, accumulators) on one worker thread while the caller runs the next forward.
+
+    At most one batch is in flight: submitting batch k first waits for batch k-1, so accumulators see the
+    batches in order (results are identical to a single thread) and only one extra head output is held.
+    Progress is reported once a batch is finished. Leaving the block waits for the last batch; when the
+    block is left by an error (or a cancellation), the batch in flight is waited for and its own error, if
+    any, is dropped in favour of the first one. ``enabled=False`` finishes each batch in the caller's thread.
+    On 2 CPU cores the forward does not keep both busy all the time (serial parts between its parallel
+    kernels), and NMS fills those gaps; on CUDA the device computes while the host runs NMS.
+    """
+
+    def __init__(
+        self,
+        processor: BatchProcessor,
+        total: int,
+        on_progress: ProgressCallback | None,
+        enabled: bool = True,
+    ) -> None:
+        self._processor = processor
+        self._total = total
+        self._on_progress = on_progress
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="smartcash-finish") if enabled else None
+        self._pending: Future[None] | None = None
+
+    def __enter__(self) -> OverlappedFinish:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                self._wait()
+            elif self._pending is not None:
+                wait([self._pending])
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+
+    def submit(self, forwarded: ForwardedBatch) -> None:
+        self._wait()
+        if self._executor is None:
+            self._processor.finish(forwarded)
+            self._report()
+            return
+        self._pending = self._executor.submit(self._processor.finish, forwarded)
+
+    def _wait(self) -> None:
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        pending.result()
+        self._report()
+
+    def _report(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self._processor.images_seen, self._total, "validate")
