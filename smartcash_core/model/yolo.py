@@ -28,7 +28,7 @@ MODEL_NAMES = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
 # Image size of the dry forward that measures each level's stride (YOLOv5 uses 256 too).
-_STRIDE_PROBE_SIZE = 256
+_STRIDE_PROBE_SIZE = 64
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,23 +382,20 @@ class DetectionModel(nn.Module):
         return [x if j == -1 else outputs[j] for j in sources]  # type: ignore[misc]
 
     def _probe_strides(self, in_channels: int) -> torch.Tensor:
-        """Stride per level from a dry forward, like YOLOv5, but on the ``meta`` device.
+        """Stride per level from a dry forward, like YOLOv5, on a small input (64 px: the largest stride a
+        YOLOv5 model can have, P6's 64, still leaves one cell).
 
-        Meta tensors carry shapes only, so the probe costs no arithmetic (a real one takes seconds for
-        yolov5x on CPU) and leaves parameters and BatchNorm statistics untouched.
+        Eval mode under ``no_grad``, so BatchNorm statistics stay untouched. A real forward at 64 px costs a
+        few milliseconds for yolov5n and well under a second for yolov5x; the ``meta`` device, which costs
+        no arithmetic, made torch import its symbolic-shape and compiler machinery (sympy, ``torch._dynamo``)
+        on the way: seconds of start-up in every process that builds a model.
         """
-        meta_state = {
-            name: torch.empty_like(tensor, device="meta")
-            for name, tensor in [*self.named_parameters(), *self.named_buffers()]
-        }
-        probe = torch.zeros(1, in_channels, _STRIDE_PROBE_SIZE, _STRIDE_PROBE_SIZE, device="meta")
+        probe = torch.zeros(1, in_channels, _STRIDE_PROBE_SIZE, _STRIDE_PROBE_SIZE)
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                features = torch.func.functional_call(
-                    self, meta_state, (probe,), {"features_only": True}, tie_weights=False
-                )
+                features = self._features(probe)
         finally:
             self.train(was_training)
         return torch.tensor([_STRIDE_PROBE_SIZE / f.shape[-2] for f in features], dtype=torch.float32)
