@@ -20,6 +20,7 @@ from smartcash_core.validation.precision import (
     cpu_bf16_flags,
     resolve_precision,
 )
+from smartcash_core.validation.report import format_report
 from smartcash_core.validation.runner import run_validation
 
 FIXTURE_VAL = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5" / "val"
@@ -81,6 +82,8 @@ def test_half_on_cpu_runs_fp32_exactly_and_says_so(trained: LoadedModel) -> None
     assert halved.model["precision"] == exact.model["precision"] == "fp32"
     assert [warning["code"] for warning in halved.warnings] == ["half_ignored"]
     assert exact.params["precision"] == "fp32" and exact.warnings == []
+    assert "at imgsz 320 in fp32;" in format_report(halved)
+    assert "Warning (half_ignored): half (fp16) runs on CUDA only" in format_report(halved)
 
 
 @needs_native_bf16
@@ -108,4 +111,5 @@ def test_bf16_pass_stays_within_0005_map_of_fp32_and_reports_it(trained: LoadedM
         assert abs(view["map50_95"] - reference["map50_95"]) <= 0.005
         assert abs(view["map50"] - reference["map50"]) <= 0.01
     assert fast.params["precision"] == fast.model["precision"] == "bf16"
+    assert "at imgsz 320 in bf16;" in format_report(fast)
     assert abs(fast.metrics["loss"]["box"] - exact.metrics["loss"]["box"]) < 1e-3
