@@ -182,6 +182,8 @@ def report(bench: BenchSet, runs: dict[str, Runs]) -> None:
     for kind in runs:
         if kind != "val.py":
             report_ours(kind, runs[kind])
+    if valpy.nms_limit_hits:
+        print("  val.py's NMS time limit fired: detections cut short, metrics not comparable")
     compare_metrics(valpy.outputs[0], runs["fp32"].outputs[0], "fp32")
     for kind in runs:
         if kind not in ("val.py", "fp32"):
