@@ -22,11 +22,13 @@ from smartcash_core.errors import (
     ClassTableError,
     DatasetError,
     DeviceError,
+    InvalidParamsError,
     ModelConfigError,
     SmartCashError,
     UnsafeDatasetFile,
     UnsafePickleError,
 )
+from smartcash_core.validation.precision import UnsupportedPrecisionError
 
 log = logging.getLogger("smartcash.service")
 
@@ -136,6 +138,13 @@ _LIBRARY_ERRORS: list[tuple[type[SmartCashError], int, str, str]] = [
         "point `checkpoint` at a native .safetensors or YOLOv5 .pt file",
     ),
     (DeviceError, 422, "bad_device", "use auto, cpu, or a device listed in the message"),
+    (
+        UnsupportedPrecisionError,
+        400,
+        "unsupported_precision",
+        "ask for a precision the model's device offers (fp32 everywhere; see the message)",
+    ),
+    (InvalidParamsError, 400, "invalid_params", "change the parameter named in the message"),
     (ClassTableError, 422, "bad_class_table", "fix the class table the checkpoint carries"),
     (ModelConfigError, 422, "bad_model_config", "use a YOLOv5 n/s/m/l/x model"),
     (

@@ -36,6 +36,7 @@ from service.schemas import (
 from service.sources import resolve_dataset_images
 from service.store import ImageQuery
 from service.uploads import parse_multipart, samples_from_files
+from smartcash_core.validation.precision import check_precision_for_device
 
 router = APIRouter(prefix="/v1/validations", tags=["validations"])
 _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -103,6 +104,7 @@ async def submit_dataset(body: ValidationRequest, state: StateDep) -> JSONRespon
     root = state.settings.data_root
     _, images = await run_in_threadpool(resolve_dataset_images, root, body.dataset, body.split)
     params = body.params.to_params(device=entry.device, split=body.split)
+    check_precision_for_device(params, entry.device)  # 400 now, not a failed job later
     await run_in_threadpool(check_job_memory, state.settings, entry, params, images)
     job_id = await run_in_threadpool(state.jobs.submit, entry, "dataset", body.dataset, params)
     return await run_in_threadpool(_accepted, job_id, state.jobs)
@@ -142,6 +144,7 @@ async def _submit_upload_body(request: Request, state: ServiceState, wait: bool)
         )
     label = f"upload ({len(samples)} images)"
     job_params = params.to_params(entry.device)
+    check_precision_for_device(job_params, entry.device)  # 400 now, not a failed job later
     await run_in_threadpool(check_job_memory, state.settings, entry, job_params, len(samples))
     return await run_in_threadpool(state.jobs.submit, entry, "upload", label, job_params, samples)
 

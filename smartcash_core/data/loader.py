@@ -78,6 +78,7 @@ class LoadedBatch:
     failures: list[tuple[ImageRef, str]]
     decode_s: float
     letterbox_s: float
+    decode_cpu_s: float = 0.0  # CPU time of the decoding threads for this batch (thread_time, not wall)
 
 
 def _source(ref: ImageRef) -> ImageSource:
@@ -158,16 +159,17 @@ def rect_batch_plans(
     ]
 
 
-DecodeOutcome = tuple[ImageRef, torch.Tensor | None, str, float]  # (ref, pixels or None, failure, seconds)
+# (ref, pixels or None, failure, wall seconds, CPU seconds of the decoding thread)
+DecodeOutcome = tuple[ImageRef, torch.Tensor | None, str, float, float]
 
 
 def _decode_one(ref: ImageRef, imgsz: int, draft: DraftPolicy | None, max_pixels: int) -> DecodeOutcome:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     try:
-        pixels = load_resized(ref, imgsz, draft, max_pixels=max_pixels)
-        return ref, pixels, "", time.perf_counter() - started
+        pixels, failure = load_resized(ref, imgsz, draft, max_pixels=max_pixels), ""
     except UnreadableImage as exc:
-        return ref, None, str(exc), time.perf_counter() - started
+        pixels, failure = None, str(exc)
+    return ref, pixels, failure, time.perf_counter() - started, time.thread_time() - cpu_started
 
 
 def assemble_batch(
@@ -175,8 +177,8 @@ def assemble_batch(
 ) -> LoadedBatch:
     """Letterbox the decoded images of ``plan`` into one uint8 ``[B, 3, H, W]`` tensor; collect failures."""
     started = time.perf_counter()
-    decoded = [(ref, pixels) for ref, pixels, _, _ in outcomes if pixels is not None]
-    failures = [(ref, reason) for ref, pixels, reason, _ in outcomes if pixels is None]
+    decoded = [(ref, pixels) for ref, pixels, *_ in outcomes if pixels is not None]
+    failures = [(ref, reason) for ref, pixels, reason, *_ in outcomes if pixels is None]
     height, width = plan.shape
     images = torch.empty((len(decoded), 3, height, width), dtype=torch.uint8, pin_memory=pin_memory)
     images.fill_(PAD_VALUE)
@@ -185,8 +187,8 @@ def assemble_batch(
         placed = letterbox_into(slot, pixels)
         original_hw = (ref.height, ref.width)
         metas.append(ImageMeta(ref, original_hw, placed.scale * pixels.shape[1] / ref.height, placed.pad))
-    decode_s = sum(outcome[3] for outcome in outcomes)
-    return LoadedBatch(images, metas, failures, decode_s, time.perf_counter() - started)
+    decode_s, decode_cpu_s = sum(outcome[3] for outcome in outcomes), sum(outcome[4] for outcome in outcomes)
+    return LoadedBatch(images, metas, failures, decode_s, time.perf_counter() - started, decode_cpu_s)
 
 
 def load_batch(

@@ -28,7 +28,6 @@ MODEL_NAMES = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
 # Image size of the dry forward that measures each level's stride (YOLOv5 uses 256 too).
-_STRIDE_PROBE_SIZE = 256
 
 
 # --------------------------------------------------------------------------------------------------
@@ -329,6 +328,25 @@ def parse_model(cfg: Mapping[str, Any], in_channels: int = 3) -> tuple[nn.Sequen
 # --------------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------------
+def _stride_factor(layer: nn.Module) -> float:
+    """How many input cells of ``layer`` one output cell covers: a strided Conv divides the size, Upsample
+    multiplies it; C3, SPPF, Bottleneck and Concat keep it (their convs and pools have stride 1)."""
+    if isinstance(layer, Conv):
+        return float(layer.conv.stride[0])
+    if isinstance(layer, nn.Upsample):
+        scale = layer.scale_factor
+        scale = scale[0] if isinstance(scale, tuple) else scale
+        if not scale:
+            raise ModelConfigError(f"layer {getattr(layer, 'i', '?')}: Upsample needs a scale factor")
+        return 1.0 / float(scale)
+    if isinstance(layer, nn.Sequential):  # a YAML row repeated n times
+        factor = 1.0
+        for inner in layer:
+            factor *= _stride_factor(inner)
+        return factor
+    return 1.0
+
+
 class DetectionModel(nn.Module):
     """YOLOv5 detector. ``model`` is the layer ``Sequential`` (hence the ``model.N.`` state_dict keys).
 
@@ -382,26 +400,22 @@ class DetectionModel(nn.Module):
         return [x if j == -1 else outputs[j] for j in sources]  # type: ignore[misc]
 
     def _probe_strides(self, in_channels: int) -> torch.Tensor:
-        """Stride per level from a dry forward, like YOLOv5, but on the ``meta`` device.
+        """Stride per level: what YOLOv5's dry forward measures (input size / feature map size), computed
+        from the layers' own strides and scale factors instead of running them.
 
-        Meta tensors carry shapes only, so the probe costs no arithmetic (a real one takes seconds for
-        yolov5x on CPU) and leaves parameters and BatchNorm statistics untouched.
+        A forward, even a small one, initialises torch's CPU kernels for shapes the pass never uses, and one
+        on the ``meta`` device makes torch import its symbolic-shape and compiler machinery (sympy,
+        ``torch._dynamo``): seconds of start-up in every process that builds a model. Exact for inputs that
+        are multiples of the largest stride, which is what the dry forward uses too.
         """
-        meta_state = {
-            name: torch.empty_like(tensor, device="meta")
-            for name, tensor in [*self.named_parameters(), *self.named_buffers()]
-        }
-        probe = torch.zeros(1, in_channels, _STRIDE_PROBE_SIZE, _STRIDE_PROBE_SIZE, device="meta")
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                features = torch.func.functional_call(
-                    self, meta_state, (probe,), {"features_only": True}, tie_weights=False
-                )
-        finally:
-            self.train(was_training)
-        return torch.tensor([_STRIDE_PROBE_SIZE / f.shape[-2] for f in features], dtype=torch.float32)
+        del in_channels  # strides do not depend on the channel count
+        factors: list[float] = []  # input pixels per feature-map cell after each layer
+        for layer in self.model[:-1]:
+            first = layer.f if isinstance(layer.f, int) else layer.f[0]  # Concat inputs share a size
+            incoming = 1.0 if first == -1 and not factors else factors[first]
+            factors.append(incoming * _stride_factor(layer))
+        sources = self.detect.f if isinstance(self.detect.f, list) else [self.detect.f]
+        return torch.tensor([factors[source] for source in sources], dtype=torch.float32)
 
     def fuse(self) -> DetectionModel:
         """Fold every Conv's BatchNorm into its conv for faster inference (eval use only)."""

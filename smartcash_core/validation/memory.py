@@ -125,7 +125,8 @@ def estimate_pass_memory(
     body, head = activation_floats_per_pixel(model)
     side = params.imgsz + model.stride
     pixels = side * side
-    network_bytes = 2 if params.half and model.device.type == "cuda" else FLOAT_BYTES
+    half_width = params.precision in ("bf16", "fp16") or (params.half and model.device.type == "cuda")
+    network_bytes = 2 if half_width else FLOAT_BYTES  # bf16/fp16 activations (half only runs on CUDA)
     batches_in_flight = params.workers + 2  # prefetched by the workers, plus the one being run
     per_pixel = (
         ACTIVATION_FACTOR * body * network_bytes

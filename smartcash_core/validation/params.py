@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from smartcash_core.metrics import DetectionEvaluator
 
 Protocol = Literal["yolo", "coco"]
+Precision = Literal["fp32", "bf16", "fp16"]
 ProgressCallback = Callable[[int, int, str], None]
 """``on_progress(done_images, total_images, stage)``, called after each batch."""
 
@@ -97,7 +98,19 @@ class ValidationParams:
         "yolo", ParamSpec("metrics: YOLOv5 val.py or pycocotools", "protocol", choices=("yolo", "coco"))
     )
     device: str = _param("auto", ParamSpec("auto, cpu, cuda, cuda:N or mps", "device", in_request=False))
-    half: bool = _param(False, ParamSpec("fp16 inference (CUDA only)", "half"))
+    precision: Precision = _param(  # noqa: RUF009
+        "fp32",
+        ParamSpec(
+            "inference precision: fp32 (exact), bf16 (CPUs with avx512_bf16/amx_bf16, or CUDA; not exact), "
+            "fp16 (CUDA only)",
+            "precision",
+            choices=("fp32", "bf16", "fp16"),
+        ),
+    )
+    half: bool = _param(
+        False,
+        ParamSpec("deprecated alias of precision fp16 (CUDA only; elsewhere ignored with a warning)", "half"),
+    )
     workers: int = _param(2, ParamSpec("background decode workers", "workers", ge=0, le=32))
     split: str = _param("val", ParamSpec("dataset split to validate", "split", in_request=False))
     compute_loss: bool = _param(

@@ -76,7 +76,8 @@ def format_speed(result: ValidationResult) -> str:
     return (
         f"Speed: {speed['decode']:.1f}ms decode (background), {speed['preprocess']:.1f}ms pre-process, "
         f"{speed['inference']:.1f}ms inference, {speed['nms']:.1f}ms NMS, {speed['metrics']:.1f}ms metrics "
-        f"per image at imgsz {result.params.get('imgsz')}; waited {speed.get('loader_wait', 0.0):.1f}ms/img "
+        f"per image at imgsz {result.params.get('imgsz')} in {result.model.get('precision', 'fp32')}; "
+        f"waited {speed.get('loader_wait', 0.0):.1f}ms/img "
         f"on loading; wall {result.wall_s:.2f}s"
     )
 

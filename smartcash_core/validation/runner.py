@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ from smartcash_core.errors import Cancelled, InvalidParamsError, MetricStateErro
 from smartcash_core.validation.accumulators.base import Accumulator, ResultDraft
 from smartcash_core.validation.accumulators.standard import standard_accumulators
 from smartcash_core.validation.detections import processed_batch, suppress
-from smartcash_core.validation.inference import Forward
+from smartcash_core.validation.inference import Forward, HeadOutput, model_device
 from smartcash_core.validation.params import (
     ProgressCallback,
     ValidationParams,
@@ -47,6 +48,7 @@ from smartcash_core.validation.params import (
     ValidationWarning,
     check_params,
 )
+from smartcash_core.validation.precision import resolve_precision
 from smartcash_core.validation.source import PassPlan, plan_pass
 from smartcash_core.validation.summary import model_summary
 from smartcash_core.validation.timing import speed_ms_per_image, timed
@@ -80,7 +82,10 @@ def run_validation(
 @dataclass
 class PassLog:
     """The pass's own bookkeeping beside the accumulators: images and instances validated, skipped files
-    and lines (``{file, line, reason}``), seconds per stage, warnings, and where labels were looked for."""
+    and lines (``{file, line, reason}``), wall seconds per stage, CPU seconds per stage
+    (``stage_cpu_seconds``: the decoding threads' CPU time under ``decode``, the pass thread's own under the
+    other stages; torch's intra-op threads of the forward are not in it), warnings, and where labels were
+    looked for. Benchmarks read the CPU times; they are not part of the result."""
 
     images: int = 0
     instances: int = 0
@@ -88,6 +93,7 @@ class PassLog:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[ValidationWarning] = field(default_factory=list)
     label_locations: str = ""
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def warn(self, code: str, message: str) -> None:
         """Record a warning once (every shard of a distributed pass may raise the same one)."""
@@ -103,8 +109,12 @@ class PassLog:
         self.skipped += [entry for entry in other.skipped if entry not in self.skipped]
         for warning in other.warnings:
             self.warn(*warning)
-        for stage, seconds in other.stage_seconds.items():
-            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        for mine, theirs in (
+            (self.stage_seconds, other.stage_seconds),
+            (self.stage_cpu_seconds, other.stage_cpu_seconds),
+        ):
+            for stage, seconds in theirs.items():
+                mine[stage] = mine.get(stage, 0.0) + seconds
 
 
 @dataclass
@@ -134,10 +144,13 @@ def collect_validation_state(
     shard: Sequence[int] | None = None,
     accumulators: Sequence[Accumulator] | None = None,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    overlap: bool = True,
 ) -> ValidationState:
     """Run the pass over ``source`` (or the ``shard`` of its sample indices) without computing results.
 
     ``accumulators``: fresh ones to feed instead of :func:`standard_accumulators` (in result order).
+    ``overlap``: NMS and accumulators of batch k run on a second thread while batch k+1 runs its forward
+    (same results, in the same order; off: one thread, for benchmarks' A/B).
     """
     check_params(params)
     if max_image_pixels < 1:
@@ -151,11 +164,9 @@ def collect_validation_state(
         plan.plans, params.imgsz, params.workers, pin_memory=pin_memory, draft=draft,
         max_pixels=max_image_pixels,
     )
-    with loader:
+    with loader, OverlappedFinish(processor, plan.total_images, on_progress, enabled=overlap) as finisher:
         for batch in batches_until_cancelled(loader, cancel, processor.log.stage_seconds):
-            processor.process(batch)
-            if on_progress is not None:
-                on_progress(processor.images_seen, plan.total_images, "validate")
+            finisher.submit(processor.run_forward(batch))
     return ValidationState(processor.accumulators, processor.log)
 
 
@@ -178,7 +189,7 @@ def build_result(
         cache=get_cache_info(),
         per_image=draft.per_image,
         params=params.to_dict(),
-        model=model_summary(model),
+        model={**model_summary(model), "precision": resolve_precision(params, model_device(model))[0]},
         warnings=[warning.to_dict() for warning in log.warnings],
         evaluator=draft.evaluator,
     )
@@ -209,8 +220,18 @@ def batches_until_cancelled(
         yield batch
 
 
+@dataclass
+class ForwardedBatch:
+    """A batch after its forward: what NMS and the accumulators need."""
+
+    batch: LoadedBatch
+    head: HeadOutput | None  # None: every image of the batch failed to decode
+    input_hw: tuple[int, int]
+
+
 class BatchProcessor:
-    """Per-batch work of the pass: forward, NMS, rescale, then every accumulator, each stage timed."""
+    """Per-batch work of the pass: forward (:meth:`run_forward`), then NMS, rescale and every accumulator
+    (:meth:`finish`), each stage timed (wall and the calling thread's CPU time)."""
 
     def __init__(
         self, model: LoadedModel, params: ValidationParams, plan: PassPlan, accumulators: list[Accumulator]
@@ -218,28 +239,101 @@ class BatchProcessor:
         self.params = params
         self.plan = plan
         self.accumulators = accumulators
-        self.forward = Forward(model, params.half)
+        precision, warnings = resolve_precision(params, model_device(model))
+        self.forward = Forward(model, precision)
         self.log = PassLog(skipped=list(plan.skipped), label_locations=plan.label_locations)
+        for warning in warnings:
+            self.log.warn(*warning)
         self.images_seen = 0
 
     def process(self, batch: LoadedBatch) -> None:
-        seconds = self.log.stage_seconds
+        """Forward and finish one batch in this thread."""
+        self.finish(self.run_forward(batch))
+
+    def run_forward(self, batch: LoadedBatch) -> ForwardedBatch:
+        seconds, cpu = self.log.stage_seconds, self.log.stage_cpu_seconds
         seconds["decode"] = seconds.get("decode", 0.0) + batch.decode_s + batch.letterbox_s
-        self.images_seen += len(batch.metas) + len(batch.failures)
+        cpu["decode"] = cpu.get("decode", 0.0) + batch.decode_cpu_s
         self.log.skipped += [{"file": ref.name, "line": None, "reason": why} for ref, why in batch.failures]
         if not batch.metas:
-            return
-        with timed(seconds, "preprocess"):
+            return ForwardedBatch(batch, None, (0, 0))
+        with timed(seconds, "preprocess", cpu):
             inputs = self.forward.inputs(batch.images)
-        with timed(seconds, "inference"):
+        with timed(seconds, "inference", cpu):
             head = self.forward.run(inputs)
-        with timed(seconds, "nms"):
+        return ForwardedBatch(batch, head, (int(inputs.shape[2]), int(inputs.shape[3])))
+
+    def finish(self, forwarded: ForwardedBatch) -> None:
+        """NMS, detections in original pixels, then every accumulator, in batch order."""
+        batch, head = forwarded.batch, forwarded.head
+        self.images_seen += len(batch.metas) + len(batch.failures)
+        if head is None:
+            return
+        seconds, cpu = self.log.stage_seconds, self.log.stage_cpu_seconds
+        with timed(seconds, "nms", cpu):
             detections = suppress(head.decoded.float(), self.params)
-        with timed(seconds, "metrics"):
-            input_hw = (int(inputs.shape[2]), int(inputs.shape[3]))
-            processed = processed_batch(batch, detections, head.levels, input_hw, self.plan)
+        with timed(seconds, "metrics", cpu):
+            processed = processed_batch(batch, detections, head.levels, forwarded.input_hw, self.plan)
         self.log.images += len(processed.images)
         self.log.instances += sum(len(image.gt_classes) for image in processed.images)
         for accumulator in self.accumulators:
-            with timed(seconds, accumulator.stage):
+            with timed(seconds, accumulator.stage, cpu):
                 accumulator.update(processed)
+
+
+class OverlappedFinish:
+    """Finishes batches (NMS, accumulators) on one worker thread while the caller runs the next forward.
+
+    At most one batch is in flight: submitting batch k first waits for batch k-1, so accumulators see the
+    batches in order (results are identical to a single thread) and only one extra head output is held.
+    Progress is reported once a batch is finished. Leaving the block waits for the last batch; when the
+    block is left by an error (or a cancellation), the batch in flight is waited for and its own error, if
+    any, is dropped in favour of the first one. ``enabled=False`` finishes each batch in the caller's thread.
+    On 2 CPU cores the forward does not keep both busy all the time (serial parts between its parallel
+    kernels), and NMS fills those gaps; on CUDA the device computes while the host runs NMS.
+    """
+
+    def __init__(
+        self,
+        processor: BatchProcessor,
+        total: int,
+        on_progress: ProgressCallback | None,
+        enabled: bool = True,
+    ) -> None:
+        self._processor = processor
+        self._total = total
+        self._on_progress = on_progress
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="smartcash-finish") if enabled else None
+        self._pending: Future[None] | None = None
+
+    def __enter__(self) -> OverlappedFinish:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                self._wait()
+            elif self._pending is not None:
+                wait([self._pending])
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+
+    def submit(self, forwarded: ForwardedBatch) -> None:
+        self._wait()
+        if self._executor is None:
+            self._processor.finish(forwarded)
+            self._report()
+            return
+        self._pending = self._executor.submit(self._processor.finish, forwarded)
+
+    def _wait(self) -> None:
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        pending.result()
+        self._report()
+
+    def _report(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self._processor.images_seen, self._total, "validate")

@@ -15,13 +15,16 @@ TIMED_STAGES = ("loader_wait", "decode", "preprocess", "inference", "loss", "nms
 
 
 @contextmanager
-def timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
-    """Add the wall time of the block to ``seconds[stage]``."""
-    started = time.perf_counter()
+def timed(seconds: dict[str, float], stage: str, cpu: dict[str, float] | None = None) -> Iterator[None]:
+    """Add the wall time of the block to ``seconds[stage]`` and, given ``cpu``, the calling thread's CPU
+    time to ``cpu[stage]`` (threads the block starts, such as torch's intra-op pool, are not counted)."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
     try:
         yield
     finally:
         seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
+        if cpu is not None:
+            cpu[stage] = cpu.get(stage, 0.0) + time.thread_time() - cpu_started
 
 
 def speed_ms_per_image(stage_seconds: Mapping[str, float], images: int) -> dict[str, float]:
