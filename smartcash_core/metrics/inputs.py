@@ -220,3 +220,78 @@ def _reject_rows(name: str, bad: np.ndarray, image: np.ndarray, batch: FlatBatch
         f"{name} of image {int(batch.image_ids[position])} (batch position {position}), "
         f"row {row_in_image} {reason}"
     )
+
+
+_NO_ROWS = np.zeros(1 << 14, dtype=np.int64)  # image position 0 for up to 16k rows, shared read-only
+_NO_ROWS.flags.writeable = False
+_FLOAT_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def flatten_one_image(
+    pred_boxes: ArrayLike,
+    pred_scores: ArrayLike,
+    pred_classes: ArrayLike,
+    gt_boxes: ArrayLike,
+    gt_classes: ArrayLike,
+    image_id: int,
+    num_classes: int,
+) -> FlatBatch | None:
+    """``flatten_images`` of one image of plain, valid numpy arrays (float boxes and scores, integer
+    classes), in a handful of numpy calls; ``None`` for anything else (other types or shapes, and any
+    value ``validate_batch`` might reject), which the caller hands to ``flatten_images``.
+
+    The arrays are copied: the caller may reuse its buffers once this returns.
+    """
+    arrays = (pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes)
+    if not _plain_image(*arrays) or not _plainly_valid(*arrays, num_classes):
+        return None
+    n, m = pred_boxes.shape[0], gt_boxes.shape[0]
+    return FlatBatch(
+        pred_boxes=pred_boxes.copy() if n else np.zeros((0, 4)),
+        pred_scores=pred_scores.copy(),
+        pred_classes=pred_classes.astype(np.int64),
+        pred_image=_NO_ROWS[:n] if n <= _NO_ROWS.size else np.zeros(n, dtype=np.int64),
+        gt_boxes=gt_boxes.copy() if m else np.zeros((0, 4)),
+        gt_classes=gt_classes.astype(np.int64),
+        gt_image=_NO_ROWS[:m] if m <= _NO_ROWS.size else np.zeros(m, dtype=np.int64),
+        image_ids=np.array([image_id], dtype=np.int64),
+    )
+
+
+def _plain_image(boxes: Any, scores: Any, classes: Any, gt_boxes: Any, gt_classes: Any) -> bool:
+    """numpy arrays of the exact shapes and dtypes the one-image fast path handles."""
+    if not all(type(array) is np.ndarray for array in (boxes, scores, classes, gt_boxes, gt_classes)):
+        return False
+    return (
+        boxes.ndim == 2
+        and boxes.shape[1] == 4
+        and gt_boxes.ndim == 2
+        and gt_boxes.shape[1] == 4
+        and scores.shape == classes.shape == (boxes.shape[0],)
+        and gt_classes.shape == (gt_boxes.shape[0],)
+        and boxes.dtype in _FLOAT_KINDS
+        and scores.dtype in _FLOAT_KINDS
+        and gt_boxes.dtype in _FLOAT_KINDS
+        and classes.dtype.kind in "iu"
+        and gt_classes.dtype.kind in "iu"
+    )
+
+
+def _plainly_valid(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_classes: np.ndarray,
+    num_classes: int,
+) -> bool:
+    """Every value passes ``validate_batch`` (a finite sum means no NaN or inf; a sum that overflows only
+    sends the image down the general path)."""
+    if not np.isfinite(boxes.sum() + scores.sum() + gt_boxes.sum()):
+        return False
+    for rows, ids in ((boxes, classes), (gt_boxes, gt_classes)):
+        if rows.shape[0] and not (
+            (rows[:, 2:] >= rows[:, :2]).all() and ids.min() >= 0 and ids.max() < num_classes
+        ):
+            return False
+    return True
