@@ -6,6 +6,7 @@ so a caller can find the bad box without re-running anything.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -225,6 +226,7 @@ def _reject_rows(name: str, bad: np.ndarray, image: np.ndarray, batch: FlatBatch
 _NO_ROWS = np.zeros(1 << 14, dtype=np.int64)  # image position 0 for up to 16k rows, shared read-only
 _NO_ROWS.flags.writeable = False
 _FLOAT_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
+_SUM, _MIN, _MAX = np.add.reduce, np.minimum.reduce, np.maximum.reduce
 
 
 def flatten_one_image(
@@ -286,12 +288,16 @@ def _plainly_valid(
     num_classes: int,
 ) -> bool:
     """Every value passes ``validate_batch`` (a finite sum means no NaN or inf; a sum that overflows only
-    sends the image down the general path)."""
-    if not np.isfinite(boxes.sum() + scores.sum() + gt_boxes.sum()):
+    sends the image down the general path). Plain ufunc reductions: the ``ndarray`` methods add a Python
+    wrapper call each, which is most of the cost on arrays this small."""
+    total = _SUM(boxes, axis=None) + _SUM(scores, axis=None) + _SUM(gt_boxes, axis=None)
+    if not math.isfinite(total):
         return False
     for rows, ids in ((boxes, classes), (gt_boxes, gt_classes)):
         if rows.shape[0] and not (
-            (rows[:, 2:] >= rows[:, :2]).all() and ids.min() >= 0 and ids.max() < num_classes
+            _MIN(rows[:, 2:] - rows[:, :2], axis=None) >= 0
+            and _MIN(ids, axis=None) >= 0
+            and _MAX(ids, axis=None) < num_classes
         ):
             return False
     return True
