@@ -28,11 +28,11 @@ import numpy as np
 from smartcash_core.classes import ClassTable
 from smartcash_core.errors import MetricStateError
 from smartcash_core.metrics.coco import CocoProtocol
-from smartcash_core.metrics.inputs import ArrayLike, FlatBatch, flatten_images, flatten_one_image
+from smartcash_core.metrics.inputs import ArrayLike, flatten_images, flatten_one_image
 from smartcash_core.metrics.matching import YOLO_IOU_THRESHOLDS
 from smartcash_core.metrics.protocol import NUM_IOU_THRESHOLDS, DetectionProtocol
 from smartcash_core.metrics.result import MetricsResult
-from smartcash_core.metrics.staging import ImageStage, MatchQueue
+from smartcash_core.metrics.staging import ImageStage, MatchQueue, StagedPart
 from smartcash_core.metrics.state import MergeRule, StateArrays, concat_parts, merge_state_arrays
 from smartcash_core.metrics.yolo import YoloProtocol
 
@@ -216,15 +216,15 @@ class DetectionEvaluator:
         """
         # the default id without numpy calls: this is the per-image hot path
         claimed = self._next_image_id if image_id is None else int(self._claim_image_ids(1, [image_id])[0])
-        flat = flatten_one_image(
+        part: StagedPart | None = flatten_one_image(
             pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, claimed, self.num_classes
         )
-        if flat is None:  # not plain numpy, or a value to reject: the general path (and its messages)
+        if part is None:  # not plain numpy, or a value to reject: the general path (and its messages)
             ids = np.array([claimed], dtype=np.int64)
-            flat = flatten_images(
+            part = flatten_images(
                 [pred_boxes], [pred_scores], [pred_classes], [gt_boxes], [gt_classes], ids, self.num_classes
             )
-        self._stage_checked([flat], [claimed])
+        self._stage_checked(part, [claimed])
 
     def update_batch(
         self,
@@ -250,7 +250,7 @@ class DetectionEvaluator:
         flat = flatten_images(
             pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, ids, self.num_classes
         )
-        self._stage_checked([flat], ids.tolist())
+        self._stage_checked(flat, ids.tolist())
 
     def _update_many(
         self,
@@ -284,10 +284,9 @@ class DetectionEvaluator:
         self._matching = own  # every chunk passed: the queue (still matching) becomes the state's
         self._note_ids(ids.tolist())
 
-    def _stage_checked(self, flats: list[FlatBatch], ids: list[int]) -> None:
+    def _stage_checked(self, part: StagedPart, ids: list[int]) -> None:
         """Stage checked images; a full stage goes to matching as one chunk."""
-        for flat in flats:
-            self._stage.add(flat)
+        self._stage.add(part)
         self._note_ids(ids)
         if self._stage.num_images >= self.chunk_images:
             self._matching.submit(self._stage.take())

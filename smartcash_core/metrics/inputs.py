@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -223,10 +223,26 @@ def _reject_rows(name: str, bad: np.ndarray, image: np.ndarray, batch: FlatBatch
     )
 
 
-_NO_ROWS = np.zeros(1 << 14, dtype=np.int64)  # image position 0 for up to 16k rows, shared read-only
-_NO_ROWS.flags.writeable = False
+_NO_BOXES = np.zeros((0, 4))  # what ``_boxes`` makes of no boxes (float64), shared read-only
+_NO_BOXES.flags.writeable = False
 _FLOAT_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
 _SUM, _MIN, _MAX = np.add.reduce, np.minimum.reduce, np.maximum.reduce
+
+
+class OneImage(NamedTuple):
+    """One checked image, its arrays copied (``flatten_one_image``); ``staging`` joins such images into a
+    :class:`FlatBatch` off the caller's thread. A tuple, not a dataclass: it is made once per image."""
+
+    pred_boxes: np.ndarray
+    pred_scores: np.ndarray
+    pred_classes: np.ndarray  # int64
+    gt_boxes: np.ndarray
+    gt_classes: np.ndarray  # int64
+    image_id: int
+
+    @property
+    def num_images(self) -> int:
+        return 1
 
 
 def flatten_one_image(
@@ -237,26 +253,24 @@ def flatten_one_image(
     gt_classes: ArrayLike,
     image_id: int,
     num_classes: int,
-) -> FlatBatch | None:
-    """``flatten_images`` of one image of plain, valid numpy arrays (float boxes and scores, integer
-    classes), in a handful of numpy calls; ``None`` for anything else (other types or shapes, and any
-    value ``validate_batch`` might reject), which the caller hands to ``flatten_images``.
+) -> OneImage | None:
+    """One image of plain, valid numpy arrays (float boxes and scores, integer classes), checked in a
+    handful of numpy calls, arrays as ``flatten_images`` would make them; ``None`` for anything else (other
+    types or shapes, and any value ``validate_batch`` might reject), which the caller hands to
+    ``flatten_images``.
 
     The arrays are copied: the caller may reuse its buffers once this returns.
     """
     arrays = (pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes)
     if not _plain_image(*arrays) or not _plainly_valid(*arrays, num_classes):
         return None
-    n, m = pred_boxes.shape[0], gt_boxes.shape[0]
-    return FlatBatch(
-        pred_boxes=pred_boxes.copy() if n else np.zeros((0, 4)),
-        pred_scores=pred_scores.copy(),
-        pred_classes=pred_classes.astype(np.int64),
-        pred_image=_NO_ROWS[:n] if n <= _NO_ROWS.size else np.zeros(n, dtype=np.int64),
-        gt_boxes=gt_boxes.copy() if m else np.zeros((0, 4)),
-        gt_classes=gt_classes.astype(np.int64),
-        gt_image=_NO_ROWS[:m] if m <= _NO_ROWS.size else np.zeros(m, dtype=np.int64),
-        image_ids=np.array([image_id], dtype=np.int64),
+    return OneImage(
+        pred_boxes.copy() if pred_boxes.shape[0] else _NO_BOXES,
+        pred_scores.copy(),
+        pred_classes.astype(np.int64),
+        gt_boxes.copy() if gt_boxes.shape[0] else _NO_BOXES,
+        gt_classes.astype(np.int64),
+        image_id,
     )
 
 

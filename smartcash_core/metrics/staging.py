@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from smartcash_core.metrics.inputs import FlatBatch
+from smartcash_core.metrics.inputs import FlatBatch, OneImage
 from smartcash_core.metrics.state import StateArrays
 
 ChunkResult = tuple[StateArrays, np.ndarray]  # a chunk's state arrays and its confusion matrix
@@ -50,16 +50,16 @@ def _forget_executor_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_executor_after_fork)
 
 
-def match_parts(matcher: Matcher, parts: list[FlatBatch]) -> ChunkResult:
+def match_parts(matcher: Matcher, parts: list[StagedPart]) -> ChunkResult:
     """Join staged parts into one chunk and match it."""
-    return matcher(parts[0] if len(parts) == 1 else concat_flat_batches(parts))
+    return matcher(join_parts(parts))
 
 
-def match_in_background(matcher: Matcher, parts: list[FlatBatch]) -> Future[ChunkResult]:
+def match_in_background(matcher: Matcher, parts: list[StagedPart]) -> Future[ChunkResult]:
     return _background_executor().submit(match_parts, matcher, parts)
 
 
-def match_now(matcher: Matcher, parts: list[FlatBatch]) -> Future[ChunkResult]:
+def match_now(matcher: Matcher, parts: list[StagedPart]) -> Future[ChunkResult]:
     """The same contract as :func:`match_in_background`, computed in the calling thread."""
     done: Future[ChunkResult] = Future()
     try:
@@ -69,53 +69,61 @@ def match_now(matcher: Matcher, parts: list[FlatBatch]) -> Future[ChunkResult]:
     return done
 
 
+StagedPart = FlatBatch | OneImage  # checked images: a flattened call, or one ``update()``
+
+
 class ImageStage:
-    """Flattened, checked images waiting to be matched, in the order they were added."""
+    """Checked images waiting to be matched, in the order they were added."""
 
     def __init__(self) -> None:
-        self._parts: list[FlatBatch] = []
+        self._parts: list[StagedPart] = []
         self.num_images = 0
 
-    def add(self, batch: FlatBatch) -> None:
-        self._parts.append(batch)
-        self.num_images += batch.num_images
+    def add(self, part: StagedPart) -> None:
+        self._parts.append(part)
+        self.num_images += part.num_images
 
-    def clear(self) -> None:
-        self._parts = []
-        self.num_images = 0
-
-    def take(self) -> list[FlatBatch]:
+    def take(self) -> list[StagedPart]:
         """Every staged part, in order (joined by the matcher, off the caller's thread); the stage is
         empty afterwards."""
         parts, self._parts, self.num_images = self._parts, [], 0
         return parts
 
 
-def concat_flat_batches(parts: list[FlatBatch]) -> FlatBatch:
-    """Flat batches one after the other: the batch ``flatten_images`` makes of all their images at once.
+def join_parts(parts: list[StagedPart]) -> FlatBatch:
+    """Staged parts one after the other: the batch ``flatten_images`` makes of all their images at once.
 
-    Zero-row parts do not take part in the dtype (an image without predictions must not turn float32
+    Zero-row arrays do not take part in the dtype (an image without predictions must not turn float32
     boxes into float64); image positions continue from the parts before.
     """
+    if len(parts) == 1 and isinstance(parts[0], FlatBatch):
+        return parts[0]
     fields = {name: _concat_rows([getattr(part, name) for part in parts]) for name in _FLAT_FIELDS}
-    positions = np.arange(sum(part.num_images for part in parts), dtype=np.int64)
+    pred_counts, gt_counts, ids = _rows_and_ids(parts)
+    positions = np.arange(len(ids), dtype=np.int64)
     return FlatBatch(
         **fields,
-        pred_image=np.repeat(positions, _rows_per_image(parts, "pred_image")),
-        gt_image=np.repeat(positions, _rows_per_image(parts, "gt_image")),
-        image_ids=np.concatenate([part.image_ids for part in parts]),
+        pred_image=np.repeat(positions, pred_counts),
+        gt_image=np.repeat(positions, gt_counts),
+        image_ids=np.asarray(ids, dtype=np.int64),
     )
 
 
-def _rows_per_image(parts: list[FlatBatch], key: str) -> np.ndarray:
-    counts: list[int] = []
+def _rows_and_ids(parts: list[StagedPart]) -> tuple[list[int], list[int], list[int]]:
+    """Predictions and ground truths per image, and the image ids, over all parts."""
+    pred_counts: list[int] = []
+    gt_counts: list[int] = []
+    ids: list[int] = []
     for part in parts:
-        image = getattr(part, key)
-        if part.num_images == 1:  # the common case (one ``update()``): no numpy call
-            counts.append(image.shape[0])
+        if isinstance(part, OneImage):  # the common case (one ``update()``): no numpy call
+            pred_counts.append(part.pred_boxes.shape[0])
+            gt_counts.append(part.gt_boxes.shape[0])
+            ids.append(part.image_id)
         else:
-            counts.extend(np.bincount(image, minlength=part.num_images).tolist())
-    return np.asarray(counts, dtype=np.int64)
+            pred_counts.extend(np.bincount(part.pred_image, minlength=part.num_images).tolist())
+            gt_counts.extend(np.bincount(part.gt_image, minlength=part.num_images).tolist())
+            ids.extend(part.image_ids.tolist())
+    return pred_counts, gt_counts, ids
 
 
 def _concat_rows(arrays: list[np.ndarray]) -> np.ndarray:
@@ -143,7 +151,7 @@ class MatchQueue:
     def __len__(self) -> int:
         return len(self._futures)
 
-    def submit(self, parts: list[FlatBatch]) -> None:
+    def submit(self, parts: list[StagedPart]) -> None:
         """Match ``parts`` (flat batches of consecutive images) as one chunk."""
         if not parts:
             return

@@ -13,7 +13,7 @@ import torch
 from smartcash_core.classes import default_class_table
 from smartcash_core.metrics import DetectionEvaluator
 from smartcash_core.metrics.inputs import FlatBatch, flatten_images, flatten_one_image
-from smartcash_core.metrics.staging import MatchQueue, concat_flat_batches
+from smartcash_core.metrics.staging import MatchQueue, join_parts
 from tests.metrics.helpers import random_images
 
 Image = tuple[np.ndarray, ...]
@@ -216,9 +216,10 @@ def test_reset_drops_staged_and_matching_images() -> None:
 
 def test_one_image_fast_path_builds_what_the_general_path_builds() -> None:
     for image_id, image in enumerate(workload(7)):
-        fast = flatten_one_image(*image, image_id, NUM_CLASSES)
+        one = flatten_one_image(*image, image_id, NUM_CLASSES)
         general = flatten_images(*([array] for array in image), np.array([image_id]), NUM_CLASSES)
-        assert fast is not None
+        assert one is not None
+        fast = join_parts([one])
         for name in FlatBatch.__dataclass_fields__:
             got, want = getattr(fast, name), getattr(general, name)
             assert got.dtype == want.dtype and got.shape == want.shape, name
@@ -231,15 +232,22 @@ def test_one_image_fast_path_builds_what_the_general_path_builds() -> None:
 
 
 def test_joined_parts_equal_flattening_all_images_at_once() -> None:
+    """Flattened calls and single images (``update()``), in any mix, join into what one flatten gives."""
     images = workload(8)
-    parts = [
+    count = len(images)
+    bounds = ((0, 1), (1, 30), (31, 1), (32, count - 35))
+    parts: list[Any] = [
         flatten_images(*zip(*images[start : start + size], strict=True), np.arange(start, start + size), 17)
-        for start, size in ((0, 1), (1, 30), (31, 1), (32, len(images) - 32))
+        for start, size in bounds
     ]
-    joined = concat_flat_batches(parts)
-    whole = flatten_images(*zip(*images, strict=True), np.arange(len(images)), NUM_CLASSES)
+    parts += [flatten_one_image(*images[i], i, NUM_CLASSES) for i in range(count - 3, count)]
+    assert all(part is not None for part in parts)
+    joined = join_parts(parts)
+    whole = flatten_images(*zip(*images, strict=True), np.arange(count), NUM_CLASSES)
     for name in FlatBatch.__dataclass_fields__:
-        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name), err_msg=name)
+        got, want = getattr(joined, name), getattr(whole, name)
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
 
 
 def test_match_queue_keeps_order_and_reports_a_failed_chunk() -> None:
