@@ -32,16 +32,16 @@ class PlotArtifacts:
     def collect(self, job_id: str, result: ValidationResult) -> dict[str, bytes]:
         """The job's artifacts (plot data) to store with its result; ``{}`` when it has none.
 
+        Built in memory: the end of a job waits for no disk (a busy disk stalled it for tenths of a second).
+        This replica's cache gets the file on first use, from the store, like every other replica.
         Plots are an extra: without matplotlib, or when this fails, the job still succeeds (no plots).
         """
         if not self.enabled or result.evaluator is None:
             return {}
-        from smartcash_core.validation.plots import PLOT_DATA_FILE, plot_data, save_plot_data
+        from smartcash_core.validation.plots import PLOT_DATA_FILE, plot_data, plot_data_bytes
 
-        local = self.cache_dir / job_id / PLOT_DATA_FILE
         try:
-            save_plot_data(plot_data(result), local)
-            return {PLOT_DATA_FILE: local.read_bytes()}
+            return {PLOT_DATA_FILE: plot_data_bytes(plot_data(result))}
         except (OSError, SmartCashError, ValueError, KeyError):
             log.exception("job %s: plot data not saved; the job has no plots", job_id)
             return {}

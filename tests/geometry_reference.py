@@ -1,19 +1,19 @@
 """Reference geometry the library's one letterbox is checked against (test code only, never shipped).
 
 - :func:`yolov5_letterbox`: YOLOv5 7.0's ``utils/augmentations.letterbox`` ported to numpy, resizing with
-  the library's cv2-faithful :func:`~smartcash_core.data.resize.resize_linear`. On the YOLOv5 fixture it
-  reproduces YOLOv5's own output PNG bit for bit.
+  ``cv2.resize(..., INTER_LINEAR)`` as YOLOv5 does. On the YOLOv5 fixture it reproduces YOLOv5's own
+  output PNG bit for bit.
 - :func:`trainer_letterbox_square`: the demo trainer's letterbox before issue 10 (PIL bilinear, floor
   centring), which trained the shipped demo model: the shared letterbox must keep producing its pixels.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from smartcash_core.data.letterbox import PAD_VALUE
-from smartcash_core.data.resize import resize_linear
 
 
 def yolov5_letterbox(
@@ -42,7 +42,7 @@ def yolov5_letterbox(
         dw, dh = float(np.mod(dw, stride)), float(np.mod(dh, stride))
     dw, dh = dw / 2, dh / 2
     if (width, height) != new_unpad:
-        image = resize_linear(image, new_unpad)
+        image = cv2.resize(image, new_unpad, interpolation=cv2.INTER_LINEAR)
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
     resized_h, resized_w, channels = image.shape

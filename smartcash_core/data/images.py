@@ -1,10 +1,12 @@
 """The one image reader: a cheap header probe, and decode + EXIF orientation + resize, as YOLOv5 reads images.
 
 - :func:`probe_image` checks an image without decoding its pixels (the dataset index runs it on every file).
-- :func:`decode_image` decodes to uint8 RGB ``[H, W, 3]`` upright (EXIF orientation applied, as
-  ``cv2.imread`` does) and, given ``imgsz``, resizes the long side to it like YOLOv5's ``load_image``:
-  ``math.ceil`` of the scaled size, cv2-faithful INTER_AREA when shrinking, INTER_LINEAR when enlarging.
-  Large JPEGs may be decoded DCT-scaled (PIL draft mode) first, as a :class:`DraftPolicy` says.
+- :func:`decode_image` decodes with OpenCV, as YOLOv5's ``cv2.imread`` does (``cv2.imdecode`` on the file's
+  bytes: same decoder, EXIF orientation applied by OpenCV), to uint8 RGB ``[H, W, 3]`` upright and, given
+  ``imgsz``, resizes the long side to it like YOLOv5's ``load_image``: ``math.ceil`` of the scaled size,
+  ``cv2.INTER_AREA`` when shrinking, ``cv2.INTER_LINEAR`` when enlarging. YOLOv5's pixels, bit for bit.
+  Only with a :class:`DraftPolicy` (``fast_decode``) are large JPEGs decoded DCT-scaled
+  (``cv2.IMREAD_REDUCED_COLOR_2/4/8``) first: faster, not bit-exact.
 - Both refuse an image whose header declares more than ``max_pixels`` pixels (:func:`check_pixel_count`;
   default ``limits.DEFAULT_MAX_IMAGE_PIXELS``, 40 MP) before any decoder runs: a 48 KB PNG can declare
   19999x19999 pixels and cost gigabytes and a minute of CPU to decode (a decompression bomb). PIL's own
@@ -12,7 +14,7 @@
   off, so the caller's cap alone decides, the same way every time, and nothing is printed.
 
 The validation pass (through the loader's cache), the trainer and, through the pass's batches, the
-validation loss all read pixels through :func:`decode_image`.
+validation loss all read pixels through :func:`decode_image`. PIL reads headers only (format, size, EXIF).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import os
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
-from smartcash_core.data.resize import resize_area, resize_linear
 
 EXIF_ORIENTATION_TAG = 0x0112
 EXIF_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
@@ -57,28 +59,26 @@ def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def ensure_within_pixel_cap(source: ImageSource, max_pixels: int) -> None:
-    """Read only ``source``'s header and refuse it (:class:`ImageTooLarge`) when it declares more than
-    ``max_pixels``; an image PIL cannot identify is :class:`UnreadableImage`. Every decoder runs after it."""
-    with open_image(source) as image:
-        width, height = image.size
-    check_pixel_count(width, height, max_pixels)
-
-
 class DraftPolicy(NamedTuple):
-    """When JPEGs are decoded DCT-scaled (PIL draft mode): files at least ``min_factor`` times the target
-    size, scaled down to no less than ``keep_factor`` times the target (the resize does the rest)."""
+    """When JPEGs are decoded DCT-scaled (libjpeg scaling by 1/2, 1/4 or 1/8 while decoding): files at
+    least ``min_factor`` times the target size, scaled down to no less than ``keep_factor`` times the
+    target (the resize does the rest)."""
 
     min_factor: int
     keep_factor: int
 
 
-# Exact: only from 4x, and only down to twice the target, so the final area resize still sets the pixels:
-# at 2x (e.g. 640x480 -> 320) the full decode + cv2-faithful resize reproduces YOLOv5 val bit for bit.
-EXACT_DRAFT = DraftPolicy(min_factor=4, keep_factor=2)
-# Fast: from 2x straight to the target size (a 1280x960 JPEG decodes at 640x480, ~4x cheaper, no resize);
-# pixels differ slightly from cv2's INTER_AREA, so metrics can move in the 4th decimal.
+# Exact (the default): never DCT-scaled, every image decoded in full and resized like YOLOv5's load_image.
+EXACT_DRAFT: DraftPolicy | None = None
+# Fast: from 2x straight to the target size (a 1280x960 JPEG decodes at 640x480, no resize); the scaled
+# IDCT's pixels differ from a full decode + INTER_AREA, so metrics can move in the 4th decimal.
 FAST_DRAFT = DraftPolicy(min_factor=2, keep_factor=1)
+_REDUCED_FLAGS = {  # DCT scaling factor -> imdecode flags (colour, EXIF orientation applied)
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -179,25 +179,57 @@ def decode_image(
     Raises :class:`UnreadableImage` when the file cannot be opened or decoded, :class:`ImageTooLarge`
     (before decoding) when its header declares more than ``max_pixels`` pixels.
     """
-    ensure_within_pixel_cap(source, max_pixels)  # a file may change between the probe and the decode
-    with open_image(source) as image:
-        orientation = exif_orientation(image)
-        swapped = orientation in EXIF_TRANSPOSED
-        raw_w, raw_h = image.size
-        shown_w, shown_h = (raw_h, raw_w) if swapped else (raw_w, raw_h)
-        target = resized_size(shown_w, shown_h, imgsz) if imgsz is not None else (shown_w, shown_h)
-        if draft is not None and image.format == "JPEG" and shown_w >= draft.min_factor * target[0]:
-            # DCT-scaled decoding: never smaller than the request, far cheaper than a full decode
-            keep_w, keep_h = draft.keep_factor * target[0], draft.keep_factor * target[1]
-            image.draft("RGB", (keep_h, keep_w) if swapped else (keep_w, keep_h))
-        try:
-            rgb = image.convert("RGB")
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise UnreadableImage(f"cannot decode image ({exc.__class__.__name__}: {exc})") from exc
-    if orientation != 1:
-        rgb = ImageOps.exif_transpose(rgb)
-    pixels = np.asarray(rgb)
-    if rgb.size != target:  # cv2-faithful resampling, as YOLOv5's load_image
-        shrinking = target[0] < rgb.size[0]
-        pixels = (resize_area if shrinking else resize_linear)(pixels, target)
-    return pixels
+    data = _read_bytes(source)
+    with open_image(data) as image:  # the header only: format, size and EXIF orientation
+        fmt, (raw_w, raw_h) = image.format, image.size
+        swapped = exif_orientation(image) in EXIF_TRANSPOSED
+    # the header of the very bytes decoded below: a file may change between the probe and the decode
+    check_pixel_count(raw_w, raw_h, max_pixels)
+    if fmt in {"JPEG", "MPO"} and not data.endswith(b"\xff\xd9"):
+        raise UnreadableImage("cannot decode image: corrupt JPEG, no end-of-image marker (truncated file?)")
+    shown_w, shown_h = (raw_h, raw_w) if swapped else (raw_w, raw_h)
+    factor = 1
+    if imgsz is not None and draft is not None and fmt == "JPEG":
+        factor = _dct_factor((shown_w, shown_h), resized_size(shown_w, shown_h, imgsz), draft)
+    try:  # cv2.imread's decoder and EXIF handling, from the bytes already in memory
+        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _REDUCED_FLAGS[factor])
+    except cv2.error as exc:
+        raise UnreadableImage(f"cannot decode image (OpenCV: {exc.err})") from exc
+    if pixels is None or pixels.ndim != 3:
+        raise UnreadableImage(f"cannot decode image: OpenCV could not decode this {fmt} file")
+    if imgsz is not None:
+        # YOLOv5 sizes the target from the decoded image; a DCT-scaled one from its full (header) size
+        full_w, full_h = (shown_w, shown_h) if factor > 1 else (pixels.shape[1], pixels.shape[0])
+        pixels = _resize_like_load_image(pixels, resized_size(full_w, full_h, imgsz))
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+
+
+def _read_bytes(source: ImageSource) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise UnreadableImage(f"not a readable image ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _dct_factor(shown: tuple[int, int], target: tuple[int, int], draft: DraftPolicy) -> int:
+    """The largest DCT scaling (1, 2, 4 or 8) that keeps the image at least ``keep_factor`` times the
+    target on both sides, for images at least ``min_factor`` times the target wide; 1 otherwise."""
+    if shown[0] < draft.min_factor * target[0]:
+        return 1
+    factor = 1
+    for candidate in (2, 4, 8):
+        scaled = (math.ceil(shown[0] / candidate), math.ceil(shown[1] / candidate))
+        if scaled[0] >= draft.keep_factor * target[0] and scaled[1] >= draft.keep_factor * target[1]:
+            factor = candidate
+    return factor
+
+
+def _resize_like_load_image(pixels: np.ndarray, target: tuple[int, int]) -> np.ndarray:
+    """YOLOv5's ``load_image`` resize: INTER_AREA when shrinking, INTER_LINEAR when enlarging."""
+    height, width = pixels.shape[:2]
+    if (width, height) == target:
+        return pixels
+    interpolation = cv2.INTER_AREA if target[0] < width else cv2.INTER_LINEAR
+    return cv2.resize(pixels, target, interpolation=interpolation)

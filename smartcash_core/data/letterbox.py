@@ -57,7 +57,7 @@ def letterbox_into(slot: torch.Tensor, image: torch.Tensor, scaleup: bool = Fals
 def _resize_bilinear(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """PIL bilinear resize of a uint8 ``[3, h, w]`` tensor to ``size = (width, height)``.
 
-    Not cv2's INTER_LINEAR (:func:`smartcash_core.data.resize.resize_linear`): the demo model was trained
+    Not cv2's INTER_LINEAR (``cv2.resize`` in images.py): the demo model was trained
     on PIL-resized squares, and the pass never gets here for images that fit their batch shape.
     """
     pil_image = Image.fromarray(image.permute(1, 2, 0).numpy())

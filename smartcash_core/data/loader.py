@@ -5,9 +5,9 @@ size; area averaging when shrinking, bilinear when enlarging), then each image i
 its batch's shape (rectangular batches: shapes chosen per batch of images sorted by aspect ratio), never
 scaled up. Boxes map back with the recorded gain and padding.
 
-Decoding runs on worker threads (PIL releases the GIL while decoding and resizing) with a bounded number
-of batches in flight, so the forward pass does not wait when decoding is faster. Large JPEGs are decoded
-with draft mode (DCT scaling) when they are at least four times the target size. Resized images are kept in
+Decoding runs on worker threads (OpenCV releases the GIL while decoding and resizing) with a bounded
+number of batches in flight, so the forward pass does not wait when decoding is faster. Only with
+``fast_decode`` are large JPEGs decoded DCT-scaled (from twice the target size). Resized images are kept in
 the ``image`` cache keyed by (file, size, mtime_ns, imgsz) (uploads: by content digest), so validating the
 same set again skips decoding. A bad image never stops the pass: it is reported in its batch's
 ``failures`` and left out.

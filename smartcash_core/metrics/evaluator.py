@@ -11,6 +11,10 @@ The evaluator stores, checks and merges; everything protocol-specific (state key
 matching, compute) belongs to its protocol object (``protocol.DetectionProtocol``: ``yolo.YoloProtocol``,
 ``coco.CocoProtocol``), reachable as ``detection_protocol``.
 
+Updates are staged (``staging``): each call is checked and flattened at once, and images are matched a
+chunk at a time (``chunk_images``) on a background thread, so one ``update()`` per image costs about what
+one big ``update_batch`` does. Everything that reads the state matches what is staged first.
+
 Views: the fine view uses the classes as given (``num_classes``, e.g. 17); with a class table the
 mapped view maps predictions and ground truth (e.g. 17 -> 8) and matches again.
 """
@@ -24,10 +28,11 @@ import numpy as np
 from smartcash_core.classes import ClassTable
 from smartcash_core.errors import MetricStateError
 from smartcash_core.metrics.coco import CocoProtocol
-from smartcash_core.metrics.inputs import ArrayLike, flatten_images
+from smartcash_core.metrics.inputs import ArrayLike, flatten_images, flatten_one_image
 from smartcash_core.metrics.matching import YOLO_IOU_THRESHOLDS
 from smartcash_core.metrics.protocol import NUM_IOU_THRESHOLDS, DetectionProtocol
 from smartcash_core.metrics.result import MetricsResult
+from smartcash_core.metrics.staging import ImageStage, MatchQueue, StagedPart
 from smartcash_core.metrics.state import MergeRule, StateArrays, concat_parts, merge_state_arrays
 from smartcash_core.metrics.yolo import YoloProtocol
 
@@ -57,6 +62,7 @@ class DetectionEvaluator:
         protocol: str = "yolo",
         class_table: ClassTable | None = None,
         chunk_images: int = 256,
+        background: bool = True,
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -73,17 +79,30 @@ class DetectionEvaluator:
         self.protocol = protocol
         self.class_table = class_table
         self.chunk_images = chunk_images
+        self.background = background
         self.detection_protocol: DetectionProtocol = PROTOCOL_TYPES[protocol](num_classes, class_table)
         self._keys = {key.name: key for key in self.detection_protocol.state_keys}
         self.reset()
 
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
-        """Forget every image seen so far."""
+        """Forget every image seen so far (chunks still being matched are dropped)."""
         self._parts: dict[str, list[np.ndarray]] = {name: [] for name in self._keys}
         self._confusion = self.detection_protocol.empty_confusion()
         self._seen_ids: set[int] = set()
         self._next_image_id = 0
+        self._stage = ImageStage()
+        self._matching = MatchQueue(self.detection_protocol.batch_state, self.background)
+
+    def flush(self) -> None:
+        """Match every staged image and keep the results (each read of the state does this first)."""
+        self._matching.submit(self._stage.take())
+        if not len(self._matching):
+            return
+        for state, confusion in self._matching.collect():
+            for name, value in state.items():
+                self._parts[name].append(value)
+            self._confusion += confusion
 
     @property
     def num_images(self) -> int:
@@ -102,6 +121,7 @@ class DetectionEvaluator:
         Arrays use the smallest lossless dtype (int32 image ids when they fit, float32 scores when the
         scores are float32 values); concatenating shards promotes where needed.
         """
+        self.flush()
         arrays: StateArrays = {}
         for name, parts in self._parts.items():
             arrays[name] = concat_parts(self._keys[name], parts)
@@ -164,6 +184,8 @@ class DetectionEvaluator:
             self.class_table,
         ):
             raise ValueError("cannot merge evaluators with different num_classes, protocol or class table")
+        self.flush()
+        other.flush()
         overlap = self._seen_ids & other._seen_ids
         if overlap:
             raise ValueError(
@@ -189,15 +211,20 @@ class DetectionEvaluator:
     ) -> None:
         """Add one image: pred_boxes [N, 4] xyxy pixels, pred_scores [N], pred_classes [N], gt_boxes [M, 4],
         gt_classes [M]; numpy or torch (any device). ``image_id`` defaults to the next free id.
+
+        Checked (``ValueError`` here) and copied at once, matched later with a chunk of other images.
         """
-        self.update_batch(
-            [pred_boxes],
-            [pred_scores],
-            [pred_classes],
-            [gt_boxes],
-            [gt_classes],
-            None if image_id is None else [image_id],
+        # the default id without numpy calls: this is the per-image hot path
+        claimed = self._next_image_id if image_id is None else int(self._claim_image_ids(1, [image_id])[0])
+        part: StagedPart | None = flatten_one_image(
+            pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, claimed, self.num_classes
         )
+        if part is None:  # not plain numpy, or a value to reject: the general path (and its messages)
+            ids = np.array([claimed], dtype=np.int64)
+            part = flatten_images(
+                [pred_boxes], [pred_scores], [pred_classes], [gt_boxes], [gt_classes], ids, self.num_classes
+            )
+        self._stage_checked(part, [claimed])
 
     def update_batch(
         self,
@@ -210,35 +237,64 @@ class DetectionEvaluator:
     ) -> None:
         """Add many images at once: one list entry per image, each shaped as in ``update``.
 
-        All images are matched in one vectorized pass per chunk of ``chunk_images`` (bounded memory: a
-        chunk's flat copy is dropped once its state is made). Bad input raises ``ValueError`` naming the
-        argument and image id; nothing is added then (the chunks' state is staged until all are valid).
+        The images are checked and flattened a chunk of ``chunk_images`` at a time, and matched with the
+        images staged before them. Bad input raises ``ValueError`` naming the argument and image id;
+        nothing of the call is added then. Big calls keep at most a few flattened chunks alive.
         """
         ids = self._claim_image_ids(len(pred_boxes), image_ids)
-        staged: dict[str, list[np.ndarray]] = {name: [] for name in self._parts}
-        confusion = np.zeros_like(self._confusion)
+        if len(ids) == 0:
+            return
+        if len(ids) > self.chunk_images:  # matched as it is flattened: committed once all are valid
+            self._update_many(pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, ids)
+            return
+        flat = flatten_images(
+            pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, ids, self.num_classes
+        )
+        self._stage_checked(flat, ids.tolist())
+
+    def _update_many(
+        self,
+        pred_boxes: Sequence[ArrayLike],
+        pred_scores: Sequence[ArrayLike],
+        pred_classes: Sequence[ArrayLike],
+        gt_boxes: Sequence[ArrayLike],
+        gt_classes: Sequence[ArrayLike],
+        ids: np.ndarray,
+    ) -> None:
+        """A call of more than one chunk: each chunk is matched once it is checked, in a queue of its own,
+        and the results join the state only when every chunk passed its checks."""
+        self.flush()  # the staged images come first
+        own = MatchQueue(self.detection_protocol.batch_state, self.background)
         for s in range(0, len(ids), self.chunk_images):
             chunk = slice(s, s + self.chunk_images)
-            batch = flatten_images(
-                pred_boxes[chunk],
-                pred_scores[chunk],
-                pred_classes[chunk],
-                gt_boxes[chunk],
-                gt_classes[chunk],
-                ids[chunk],
-                self.num_classes,
+            # a ValueError leaves ``own`` behind: chunks already started finish, their results are dropped
+            own.submit(
+                [
+                    flatten_images(
+                        pred_boxes[chunk],
+                        pred_scores[chunk],
+                        pred_classes[chunk],
+                        gt_boxes[chunk],
+                        gt_classes[chunk],
+                        ids[chunk],
+                        self.num_classes,
+                    )
+                ]
             )
-            state, chunk_confusion = self.detection_protocol.batch_state(batch)
-            for name, value in state.items():
-                staged[name].append(value)
-            confusion += chunk_confusion
-        for name, parts in staged.items():
-            self._parts[name].extend(parts)
-        self._confusion += confusion
-        self._seen_ids.update(ids.tolist())
-        self._next_image_id = (
-            max(self._next_image_id, int(ids.max()) + 1) if ids.size else self._next_image_id
-        )
+        self._matching = own  # every chunk passed: the queue (still matching) becomes the state's
+        self._note_ids(ids.tolist())
+
+    def _stage_checked(self, part: StagedPart, ids: list[int]) -> None:
+        """Stage checked images; a full stage goes to matching as one chunk."""
+        self._stage.add(part)
+        self._note_ids(ids)
+        if self._stage.num_images >= self.chunk_images:
+            self._matching.submit(self._stage.take())
+
+    def _note_ids(self, ids: list[int]) -> None:
+        self._seen_ids.update(ids)
+        if ids:
+            self._next_image_id = max(self._next_image_id, max(ids) + 1)
 
     def _claim_image_ids(self, count: int, image_ids: Sequence[int] | np.ndarray | None) -> np.ndarray:
         if image_ids is None:
@@ -258,7 +314,8 @@ class DetectionEvaluator:
     def compute(self) -> MetricsResult:
         """Metrics of every image added so far: the fine view, with ``.mapped`` when there is a table."""
         protocol = self.detection_protocol
-        return protocol.compute(protocol.image_ordered(self.state_arrays()), self._confusion)
+        state = protocol.image_ordered(self.state_arrays())  # matches what is staged: confusion complete
+        return protocol.compute(state, self._confusion)
 
     def true_positives_at(self, iou_index: int = 0, view: str = "fine") -> np.ndarray:
         """Per prediction, in ``state_arrays()`` order: whether the protocol matched it to a ground truth at

@@ -6,9 +6,10 @@ so a caller can find the bad box without re-running anything.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -220,3 +221,97 @@ def _reject_rows(name: str, bad: np.ndarray, image: np.ndarray, batch: FlatBatch
         f"{name} of image {int(batch.image_ids[position])} (batch position {position}), "
         f"row {row_in_image} {reason}"
     )
+
+
+_NO_BOXES = np.zeros((0, 4))  # what ``_boxes`` makes of no boxes (float64), shared read-only
+_NO_BOXES.flags.writeable = False
+_FLOAT_KINDS = (np.dtype(np.float32), np.dtype(np.float64))
+_SUM, _MIN, _MAX = np.add.reduce, np.minimum.reduce, np.maximum.reduce
+
+
+class OneImage(NamedTuple):
+    """One checked image, its arrays copied (``flatten_one_image``); ``staging`` joins such images into a
+    :class:`FlatBatch` off the caller's thread. A tuple, not a dataclass: it is made once per image."""
+
+    pred_boxes: np.ndarray
+    pred_scores: np.ndarray
+    pred_classes: np.ndarray  # int64
+    gt_boxes: np.ndarray
+    gt_classes: np.ndarray  # int64
+    image_id: int
+
+    @property
+    def num_images(self) -> int:
+        return 1
+
+
+def flatten_one_image(
+    pred_boxes: ArrayLike,
+    pred_scores: ArrayLike,
+    pred_classes: ArrayLike,
+    gt_boxes: ArrayLike,
+    gt_classes: ArrayLike,
+    image_id: int,
+    num_classes: int,
+) -> OneImage | None:
+    """One image of plain, valid numpy arrays (float boxes and scores, integer classes), checked in a
+    handful of numpy calls, arrays as ``flatten_images`` would make them; ``None`` for anything else (other
+    types or shapes, and any value ``validate_batch`` might reject), which the caller hands to
+    ``flatten_images``.
+
+    The arrays are copied: the caller may reuse its buffers once this returns.
+    """
+    arrays = (pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes)
+    if not _plain_image(*arrays) or not _plainly_valid(*arrays, num_classes):
+        return None
+    return OneImage(
+        pred_boxes.copy() if pred_boxes.shape[0] else _NO_BOXES,
+        pred_scores.copy(),
+        pred_classes.astype(np.int64),
+        gt_boxes.copy() if gt_boxes.shape[0] else _NO_BOXES,
+        gt_classes.astype(np.int64),
+        image_id,
+    )
+
+
+def _plain_image(boxes: Any, scores: Any, classes: Any, gt_boxes: Any, gt_classes: Any) -> bool:
+    """numpy arrays of the exact shapes and dtypes the one-image fast path handles."""
+    if not all(type(array) is np.ndarray for array in (boxes, scores, classes, gt_boxes, gt_classes)):
+        return False
+    return (
+        boxes.ndim == 2
+        and boxes.shape[1] == 4
+        and gt_boxes.ndim == 2
+        and gt_boxes.shape[1] == 4
+        and scores.shape == classes.shape == (boxes.shape[0],)
+        and gt_classes.shape == (gt_boxes.shape[0],)
+        and boxes.dtype in _FLOAT_KINDS
+        and scores.dtype in _FLOAT_KINDS
+        and gt_boxes.dtype in _FLOAT_KINDS
+        and classes.dtype.kind in "iu"
+        and gt_classes.dtype.kind in "iu"
+    )
+
+
+def _plainly_valid(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_classes: np.ndarray,
+    num_classes: int,
+) -> bool:
+    """Every value passes ``validate_batch`` (a finite sum means no NaN or inf; a sum that overflows only
+    sends the image down the general path). Plain ufunc reductions: the ``ndarray`` methods add a Python
+    wrapper call each, which is most of the cost on arrays this small."""
+    total = _SUM(boxes, axis=None) + _SUM(scores, axis=None) + _SUM(gt_boxes, axis=None)
+    if not math.isfinite(total):
+        return False
+    for rows, ids in ((boxes, classes), (gt_boxes, gt_classes)):
+        if rows.shape[0] and not (
+            _MIN(rows[:, 2:] - rows[:, :2], axis=None) >= 0
+            and _MIN(ids, axis=None) >= 0
+            and _MAX(ids, axis=None) < num_classes
+        ):
+            return False
+    return True

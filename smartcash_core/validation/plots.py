@@ -17,6 +17,7 @@ interpolations over the predictions sorted by confidence.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Callable
@@ -179,8 +180,18 @@ def _ap_table(per_class: list[dict[str, Any]]) -> np.ndarray:
 def save_plot_data(data: PlotData, path: Path) -> Path:
     """Write ``data`` as a compressed ``.npz`` (atomically: a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {item.name: getattr(data, item.name) for item in fields(PlotData)}
-    return _write_atomically(path, lambda handle: np.savez_compressed(handle, **arrays))
+    return _write_atomically(path, lambda handle: np.savez_compressed(handle, **_plot_arrays(data)))
+
+
+def plot_data_bytes(data: PlotData) -> bytes:
+    """The bytes :func:`save_plot_data` writes, built in memory (a service stores them with the result)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **_plot_arrays(data))
+    return buffer.getvalue()
+
+
+def _plot_arrays(data: PlotData) -> dict[str, np.ndarray]:
+    return {item.name: getattr(data, item.name) for item in fields(PlotData)}
 
 
 def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> Path:

@@ -4,6 +4,8 @@ Workload (fixed seed): 5000 images of 640x640, 8 classes, 1-12 ground-truth boxe
 predictions per image (jittered copies of the ground truth plus random boxes), ~550k predictions.
 Every evaluator starts from in-memory data (our engine: per-image numpy arrays; COCO tools: a GT dict and
 an [N, 7] result array, built outside the timed region) and the COCO numbers of all of them must agree.
+The engine runs in three call patterns (``CALL_PATTERNS``): one ``update_batch`` over all images, batches
+of 16 (what the validation pass does) and one ``update()`` per image; all must give the same numbers.
 Each tool runs ``--repeat`` times (tools slower than 10 s once), the repeats interleaved round by round so
 every tool sees the same machine load; times are the best (min) and the median, ratios use the best.
 
@@ -74,11 +76,21 @@ def input_bytes(work: Workload) -> int:
     return sum(array.nbytes for arrays in work.values() for array in arrays)
 
 
-def run_engine(work: Workload, protocol: str) -> DetectionEvaluator:
+CALL_PATTERNS = ("all", "b16", "image")  # one update_batch; batches of 16 (what the pass does); update()
+_KEYS = ("pred_boxes", "pred_scores", "pred_classes", "gt_boxes", "gt_classes")
+
+
+def run_engine(work: Workload, protocol: str, pattern: str = "all") -> DetectionEvaluator:
+    """Feed the workload to a fresh evaluator in one of the ``CALL_PATTERNS``."""
     evaluator = DetectionEvaluator(NUM_CLASSES, protocol)
-    evaluator.update_batch(
-        work["pred_boxes"], work["pred_scores"], work["pred_classes"], work["gt_boxes"], work["gt_classes"]
-    )
+    if pattern == "all":
+        evaluator.update_batch(*(work[key] for key in _KEYS))
+    elif pattern == "b16":
+        for start in range(0, len(work["pred_boxes"]), 16):
+            evaluator.update_batch(*(work[key][start : start + 16] for key in _KEYS))
+    else:
+        for image in zip(*(work[key] for key in _KEYS), strict=True):
+            evaluator.update(*image)
     return evaluator
 
 
@@ -176,6 +188,11 @@ def interleaved(
     return runs
 
 
+def _engine_name(protocol: str, pattern: str) -> str:
+    """"engine coco" for one big update_batch (the name earlier runs printed), else with the pattern."""
+    return f"engine {protocol}" if pattern == "all" else f"engine {protocol} {pattern}"
+
+
 def _times(seconds: list[float]) -> str:
     return f"best {min(seconds):7.3f} s  median {float(np.median(seconds)):7.3f} s"
 
@@ -204,7 +221,8 @@ def main() -> None:
     )
     gt, dets = coco_inputs(work)
     functions: dict[str, Callable[[], Any]] = {
-        f"engine {protocol}": (lambda p=protocol: run_engine(work, p).compute())
+        _engine_name(protocol, pattern): (lambda p=protocol, c=pattern: run_engine(work, p, c).compute())
+        for pattern in CALL_PATTERNS
         for protocol in ("yolo", "coco")
     }
     competitors = {
@@ -224,19 +242,26 @@ def main() -> None:
     runs = interleaved(functions, args.repeat)
     best = {name: min(seconds) for name, (seconds, _) in runs.items()}
     engine_stats = runs["engine coco"][1].coco_stats
+    for protocol in ("yolo", "coco"):
+        reference = runs[_engine_name(protocol, "all")][1].to_dict()
+        for pattern in CALL_PATTERNS:
+            if runs[_engine_name(protocol, pattern)][1].to_dict() != reference:
+                raise RuntimeError(f"{protocol}: call pattern {pattern!r} changed the result")
     for name, (seconds, value) in runs.items():
         if name.startswith("engine"):
-            print(f"{name:16s}: {_times(seconds)}  map50={value.map50:.6f} map50_95={value.map50_95:.6f}")
+            print(f"{name:22s}: {_times(seconds)}  map50={value.map50:.6f} map50_95={value.map50_95:.6f}")
         else:
             agree = np.abs(value - engine_stats).max()
-            print(f"{name:16s}: {_times(seconds)}  max |stats - engine coco| = {agree:.2e}")
+            print(f"{name:22s}: {_times(seconds)}  max |stats - engine coco| = {agree:.2e}")
     for reference in ("hotcoco", "faster-coco-eval", "pycocotools"):
         if reference in best:
             base = best[reference]
-            print(
-                f"ratios vs {reference} (best times): engine-coco {best['engine coco'] / base:.3f}x, "
-                f"engine-yolo {best['engine yolo'] / base:.3f}x"
+            ratios = ", ".join(
+                f"{protocol}/{pattern} {best[_engine_name(protocol, pattern)] / base:.3f}x"
+                for protocol in ("coco", "yolo")
+                for pattern in CALL_PATTERNS
             )
+            print(f"ratios vs {reference} (best times): {ratios}")
     for protocol in ("yolo", "coco"):
         peak = peak_memory(lambda p=protocol: run_engine(work, p).compute())
         print(

@@ -114,11 +114,13 @@ def test_uploaded_bytes_and_draft_mode_decode(tmp_path: Path) -> None:
     big = write_jpeg(tmp_path / "big.jpg", 1280, 960, seed=42)
     data = big.path.read_bytes()  # type: ignore[union-attr]
     upload = ImageRef(0, "big.jpg", data=data, width=1280, height=960)
-    drafted = load_resized(upload, 160, draft=EXACT_DRAFT, use_cache=False)  # 8x: draft to 320x240, area
-    full = load_resized(upload, 160, draft=None, use_cache=False)
+    drafted = load_resized(upload, 160, draft=FAST_DRAFT, use_cache=False)  # 8x: 1/8 DCT scaling, no resize
+    full = load_resized(upload, 160, draft=EXACT_DRAFT, use_cache=False)  # exact: full decode, INTER_AREA
     assert drafted.shape == full.shape == (3, 120, 160)
     # DCT scaling and area averaging are both local means: close, not identical
     assert (drafted.int() - full.int()).abs().float().mean() < 12
+    assert not torch.equal(drafted, full)
+    assert torch.equal(full, load_resized(ImageRef(0, "big.jpg", path=big.path), 160, use_cache=False))
 
 
 def test_breaking_early_leaves_no_decode_threads(image_refs: list[ImageRef]) -> None:

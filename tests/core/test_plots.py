@@ -16,6 +16,7 @@ from smartcash_core.validation.plots import (
     PLOT_NAMES,
     load_plot_data,
     plot_data,
+    plot_data_bytes,
     pr_f1_curves,
     render_plot,
     save_plot_data,
@@ -101,6 +102,10 @@ def test_plot_data_round_trips_without_pickles(fixture_result, tmp_path: Path) -
     loaded = load_plot_data(save_plot_data(data, tmp_path / "data.npz"))
     for name in data.__dataclass_fields__:
         assert np.array_equal(getattr(loaded, name), getattr(data, name)), name
+    (tmp_path / "from_memory.npz").write_bytes(plot_data_bytes(data))  # what the service stores
+    from_memory = load_plot_data(tmp_path / "from_memory.npz")
+    for name in data.__dataclass_fields__:
+        assert np.array_equal(getattr(from_memory, name), getattr(data, name)), name
 
 
 def test_unknown_plot_name_is_refused(fixture_result, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

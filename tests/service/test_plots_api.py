@@ -33,10 +33,11 @@ def test_plots_of_a_finished_job_are_listed_and_served_as_png(
     client = client_for()
     job_id = _finished_job(client, synthetic_dataset.name)
     plots_dir = tmp_path / "state" / "plots" / job_id
-    assert (plots_dir / PLOT_DATA_FILE).is_file()
-    assert not list(plots_dir.glob("*.png"))  # nothing rendered until someone asks
+    assert not plots_dir.exists()  # the plot data went to the store with the result, nothing to disk
     listing = client.get(f"/v1/validations/{job_id}/plots")
     assert listing.status_code == 200
+    assert (plots_dir / PLOT_DATA_FILE).is_file()  # cached from the store on first use
+    assert not list(plots_dir.glob("*.png"))  # nothing rendered until someone asks
     items = listing.json()["items"]
     assert [item["name"] for item in items] == list(PLOT_NAMES)
     for item in items:

@@ -1,20 +1,19 @@
-"""cv2-faithful resampling of uint8 images, without OpenCV (YOLOv5 resizes with cv2; cv2 is not a dependency).
+"""Frozen copy of the image decoding before OpenCV (commit 4d87e18), for ``bench_decode.py`` only.
 
-- :func:`resize_linear` reproduces ``cv2.resize(..., INTER_LINEAR)`` on uint8 images, including its 11-bit
-  fixed-point weights and the rounding of its SIMD vertical pass (half-pixel centres, edges clamped). On
-  the YOLOv5 reference fixture (640x480 -> 320x240) it matches cv2 bit for bit; against OpenCV 5.0 at
-  other scales at most 0.2% of the values differ, each by one grey level (cv2 mixes SIMD and scalar code
-  paths; enlarging differs mainly in the first and last rows).
-- :func:`resize_area` is ``cv2.INTER_AREA`` for shrinking: exact pixel-area weights. Integer factors use
-  cv2's rounding (bit-exact in the cases checked); other factors accumulate in float32 and round
-  half to even like ``cvRound`` from float32 sums, so a few pixels may differ by one grey level.
+PIL decodes (draft mode for the DCT-scaled paths), ``ImageOps.exif_transpose`` uprights, and a numpy port of
+cv2's INTER_AREA / INTER_LINEAR resizes. Not imported by the library or the tests; do not edit: it is the
+baseline the new reader is measured against.
 """
 
 from __future__ import annotations
 
+import io
 import math
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from PIL import Image, ImageOps
 
 CV_RESIZE_COEF_BITS = 11
 CV_RESIZE_COEF_SCALE = 1 << CV_RESIZE_COEF_BITS
@@ -137,3 +136,43 @@ def _area_resample(image: np.ndarray, width: int, height: int) -> np.ndarray:
     for tap in range(y_index.shape[1]):
         out += rows[y_index[:, tap]] * y_weight[:, tap, None].astype(np.float32)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(height, width, channels)
+
+
+class DraftPolicy(NamedTuple):
+    min_factor: int
+    keep_factor: int
+
+
+OLD_EXACT_DRAFT = DraftPolicy(min_factor=4, keep_factor=2)  # drafted from 4x: not bit-exact there
+OLD_FAST_DRAFT = DraftPolicy(min_factor=2, keep_factor=1)
+_TRANSPOSED = frozenset({5, 6, 7, 8})
+
+
+def old_decode_image(
+    source: Path | bytes, imgsz: int | None = None, draft: DraftPolicy | None = None
+) -> np.ndarray:
+    """The old ``decode_image``: PIL decode (+ draft), EXIF transpose, numpy cv2-style resize."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        orientation = int(image.getexif().get(0x0112, 1))
+        swapped = orientation in _TRANSPOSED
+        raw_w, raw_h = image.size
+        shown_w, shown_h = (raw_h, raw_w) if swapped else (raw_w, raw_h)
+        target = _resized_size(shown_w, shown_h, imgsz) if imgsz is not None else (shown_w, shown_h)
+        if draft is not None and image.format == "JPEG" and shown_w >= draft.min_factor * target[0]:
+            keep_w, keep_h = draft.keep_factor * target[0], draft.keep_factor * target[1]
+            image.draft("RGB", (keep_h, keep_w) if swapped else (keep_w, keep_h))
+        rgb = image.convert("RGB")
+    if orientation != 1:
+        rgb = ImageOps.exif_transpose(rgb)
+    pixels = np.asarray(rgb)
+    if rgb.size != target:
+        shrinking = target[0] < rgb.size[0]
+        pixels = (resize_area if shrinking else resize_linear)(pixels, target)
+    return pixels
+
+
+def _resized_size(width: int, height: int, imgsz: int) -> tuple[int, int]:
+    ratio = imgsz / max(width, height)
+    if ratio == 1:
+        return width, height
+    return math.ceil(width * ratio), math.ceil(height * ratio)
