@@ -74,7 +74,8 @@ def _detect(
     corner = rng.uniform(0, SIZE - 100, (extra, 2))
     fp_boxes = np.concatenate([corner, corner + rng.uniform(20, 100, (extra, 2))], axis=1)
     boxes = np.concatenate([boxes[found], fp_boxes])
-    scores = np.clip(np.concatenate([scores[found], rng.uniform(0.0, 0.5, extra)]), 0.001, 1.0)
+    raw = np.concatenate([scores[found], rng.uniform(0.0, 0.5, extra)])
+    scores = 0.001 + 0.998 / (1.0 + np.exp(-6.0 * (raw - 0.5)))  # monotone into (0.001, 0.999): no ties
     classes = np.concatenate([classes[found], rng.integers(0, NUM_CLASSES, extra)])
     boxes[:, [0, 2]] = np.sort(np.clip(boxes[:, [0, 2]], 0, SIZE), axis=1)
     boxes[:, [1, 3]] = np.sort(np.clip(boxes[:, [1, 3]], 0, SIZE), axis=1)
@@ -86,6 +87,21 @@ def _detect(
         gt.astype(np.float32),
         gt_classes,
     )
+
+
+def untied(images: list[Image]) -> list[Image]:
+    """The images with distinct scores in the same order (equal scores ordered by position): results then
+    do not depend on how a sort breaks ties (e.g. on the order images were validated in)."""
+    scores = np.concatenate([image[1] for image in images]).astype(np.float64)
+    fresh = np.empty(scores.size)
+    fresh[np.argsort(-scores, kind="stable")] = np.arange(scores.size, 0, -1) / (scores.size + 1)
+    out, used = [], 0
+    for boxes, image_scores, classes, gt, gt_classes in images:
+        out.append(
+            (boxes, fresh[used : used + len(image_scores)].astype(np.float32), classes, gt, gt_classes)
+        )
+        used += len(image_scores)
+    return out
 
 
 def evaluator_of(images: list[Image], protocol: str = "yolo") -> DetectionEvaluator:

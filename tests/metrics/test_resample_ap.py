@@ -19,7 +19,7 @@ from smartcash_core.metrics.resample_ap import (
     resampled_ap,
 )
 from smartcash_core.metrics.resample_curves import prepare_view
-from tests.metrics.bootstrap_simulation import evaluator_of, simulate
+from tests.metrics.bootstrap_simulation import evaluator_of, simulate, untied
 from tests.metrics.helpers import random_images
 from tests.metrics.resample_reference import literal_resample
 
@@ -37,20 +37,6 @@ def _distinct_scores(images: list[tuple[np.ndarray, ...]], seed: int) -> list[tu
         used += len(scores)
         order = np.argsort(-new, kind="stable")
         out.append((boxes[order], new[order], classes[order], gt, gt_classes))
-    return out
-
-
-def _untied(images: list[tuple[np.ndarray, ...]]) -> list[tuple[np.ndarray, ...]]:
-    """The images with distinct scores in the same order (equal scores ordered by position)."""
-    scores = np.concatenate([image[1] for image in images]).astype(np.float64)
-    fresh = np.empty(scores.size)
-    fresh[np.argsort(-scores, kind="stable")] = np.arange(scores.size, 0, -1) / (scores.size + 1)
-    out, used = [], 0
-    for boxes, image_scores, classes, gt, gt_classes in images:
-        out.append(
-            (boxes, fresh[used : used + len(image_scores)].astype(np.float32), classes, gt, gt_classes)
-        )
-        used += len(image_scores)
     return out
 
 
@@ -145,7 +131,7 @@ def test_equals_the_literal_resample_without_ties(protocol: str, view: str) -> N
 def test_equals_the_literal_resample_on_simulated_detections(protocol: str) -> None:
     """Many objects and false positives per class (more than 100 ground truths: one grid point per level)."""
     baseline, _ = simulate(np.random.default_rng(3), 300)
-    evaluator = evaluator_of(_untied(baseline), protocol)
+    evaluator = evaluator_of(untied(baseline), protocol)
     draws = _draws(evaluator.num_images, 6, 4)
     for view in ("fine", "mapped"):
         fast = _fast_ap(evaluator, view, draws)
