@@ -28,18 +28,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from smartcash_core.metrics import bootstrap
 from smartcash_core.metrics.intervals import INTERVAL_METHODS, interval
 from smartcash_core.metrics.resample_curves import prepare_view
-from tests.metrics.bootstrap_simulation import comparable, evaluator_of, simulate, true_deltas
+from tests.metrics.bootstrap_simulation import (
+    BASELINE,
+    CANDIDATE,
+    HARD_MISSES,
+    Detector,
+    comparable,
+    evaluator_of,
+    simulate,
+    true_deltas,
+)
 
 NUMBERS = ("mapped.map50", "mapped.map50_95", "fine.map50", "fine.map50_95")
 
 
 def replicate_deltas(
-    images: int, resamples: int, seed: int, protocol: str
+    images: int,
+    resamples: int,
+    seed: int,
+    protocol: str,
+    detectors: tuple[Detector, ...] = (BASELINE, CANDIDATE),
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """One simulated dataset: each number's full-sample difference and its bootstrap replicates."""
-    baseline, candidate = (
-        comparable(evaluator_of(part, protocol)) for part in simulate(np.random.default_rng(seed), images)
-    )
+    parts = simulate(np.random.default_rng(seed), images, detectors)
+    baseline, candidate = (comparable(evaluator_of(part, protocol)) for part in parts)
     columns, count = bootstrap.pair_images(baseline, candidate)
     curves = {
         (job, view): prepare_view(item.protocol_object(), item.state, view, column, count)
@@ -62,7 +74,13 @@ def replicate_deltas(
 
 
 def coverage(
-    truth: dict[str, float], datasets: int, images: int, resamples: int, protocol: str, first_seed: int = 1000
+    truth: dict[str, float],
+    datasets: int,
+    images: int,
+    resamples: int,
+    protocol: str,
+    detectors: tuple[Detector, ...] = (BASELINE, CANDIDATE),
+    first_seed: int = 1000,
 ) -> dict[str, dict[str, float]]:
     """Share of datasets whose interval holds the truth, per method and number; plus ``sd_ratio`` (mean
     bootstrap SD / SD of the estimates across datasets) per number."""
@@ -70,7 +88,7 @@ def coverage(
     estimates: dict[str, list[float]] = {name: [] for name in NUMBERS}
     spreads: dict[str, list[float]] = {name: [] for name in NUMBERS}
     for index in range(datasets):
-        points, draws = replicate_deltas(images, resamples, first_seed + index, protocol)
+        points, draws = replicate_deltas(images, resamples, first_seed + index, protocol, detectors)
         for name in NUMBERS:
             estimates[name].append(points[name])
             spreads[name].append(float(np.std(draws[name])))
@@ -96,15 +114,21 @@ def main() -> int:
     parser.add_argument("--resamples", type=int, default=500)
     parser.add_argument("--truth-images", type=int, default=300_000)
     parser.add_argument("--protocol", choices=("yolo", "coco"), default="yolo")
+    parser.add_argument(
+        "--hard-misses",
+        action="store_true",
+        help="objects beyond recall get no box at all (a harsher process)",
+    )
     args = parser.parse_args()
+    detectors = HARD_MISSES if args.hard_misses else (BASELINE, CANDIDATE)
     started = time.perf_counter()
-    truth = true_deltas(np.random.default_rng(12345), args.truth_images, args.protocol)
+    truth = true_deltas(np.random.default_rng(12345), args.truth_images, args.protocol, detectors)
     print(
         f"truth on {args.truth_images} images ({time.perf_counter() - started:.0f} s): "
         + ", ".join(f"{name} {value:+.5f}" for name, value in truth.items())
     )
     started = time.perf_counter()
-    result = coverage(truth, args.datasets, args.images, args.resamples, args.protocol)
+    result = coverage(truth, args.datasets, args.images, args.resamples, args.protocol, detectors)
     print(
         f"{args.datasets} datasets of {args.images} images, {args.resamples} resamples, {args.protocol} "
         f"protocol ({time.perf_counter() - started:.0f} s); coverage of the 95% interval:"
