@@ -25,6 +25,7 @@ from smartcash_core.classes import ClassTable
 from smartcash_core.errors import ComparisonError
 from smartcash_core.metrics.evaluator import DetectionEvaluator
 from smartcash_core.metrics.intervals import DeltaEstimate, IntervalMethod, estimate
+from smartcash_core.metrics.protocol import DetectionProtocol
 from smartcash_core.metrics.resample_ap import LevelTables, resampled_ap
 from smartcash_core.metrics.resample_curves import ViewCurves, prepare_view
 
@@ -43,7 +44,7 @@ class ComparableState:
     protocol: str
     class_table: ClassTable
 
-    def protocol_object(self) -> Any:
+    def protocol_object(self) -> DetectionProtocol:
         evaluator = DetectionEvaluator(self.class_table.num_fine, self.protocol, self.class_table)
         return evaluator.detection_protocol
 
