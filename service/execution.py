@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from service.artifacts import PlotArtifacts
+from service.comparisons import state_artifact
 from service.errors import ServiceError
 from service.live import Job, LiveJobs
 from service.registry import ModelEntry, ModelRegistry
@@ -119,7 +120,8 @@ class JobExecutor:
             log.exception("job %s crashed", job.id)
             outcome = Outcome("failed", error=error_body("internal_error", f"{type(exc).__name__}: {exc}"))
         else:
-            outcome = Outcome("succeeded", result.to_dict(), artifacts=self.plots.collect(job.id, result))
+            artifacts = {**self.plots.collect(job.id, result), **state_artifact(job, result)}
+            outcome = Outcome("succeeded", result.to_dict(), artifacts=artifacts)
         self.finish(job, outcome, started)
 
     def _inputs(self, job: Job) -> tuple[LoadedModel, ValidationSource, ValidationParams]:

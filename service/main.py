@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from service.artifacts import PlotArtifacts
+from service.comparisons import ComparisonSlots
 from service.datasets import contained_runner
 from service.demo_model import DEMO_PRELOAD_KEYWORD, ensure_demo_checkpoint
 from service.deps import ServiceState, require_api_key
@@ -27,7 +28,7 @@ from service.errors import ServiceError, install_error_handlers
 from service.jobs import JobManager, QueueConfig, ValidationRunner
 from service.logs import configure_logging, new_request_id, request_id_var
 from service.registry import ModelLoader, ModelRegistry
-from service.routes import cache, health, models, telemetry, validations
+from service.routes import cache, comparisons, health, models, telemetry, validations
 from service.settings import Settings
 from service.sources import resolve_dataset
 from service.store import JobStore, open_store
@@ -98,10 +99,11 @@ def create_app(
         redoc_url=None,
     )
     app.state.smartcash = state
+    app.state.comparison_slots = ComparisonSlots(settings.comparison_max_concurrent, settings.retry_after_s)
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    for module in (models, validations, cache):
+    for module in (models, validations, cache, comparisons):
         app.include_router(module.router, dependencies=protected)
     app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)

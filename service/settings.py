@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     )
     image_cache_bytes: int | None = Field(None, ge=0, description="byte bound of the decoded-image cache")
     label_cache_bytes: int | None = Field(None, ge=0, description="byte bound of the label cache")
+    comparison_max_resamples: int = Field(
+        10_000, ge=1, le=100_000, description="most bootstrap resamples one POST /v1/comparisons may ask for"
+    )
+    comparison_threads: int = Field(2, ge=1, le=64, description="threads one comparison computes on")
+    comparison_max_concurrent: int = Field(2, ge=1, description="comparisons computed at once before 429")
     log_level: str = Field("info", description="debug, info, warning, error")
     log_json: bool = Field(True, description="one JSON object per log line")
 

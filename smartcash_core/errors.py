@@ -85,3 +85,16 @@ class MetricStateError(SmartCashError, ValueError):
 
 class InvalidParamsError(SmartCashError, ValueError):
     """A validation parameter outside its declared bounds or choices (names the parameter and the bound)."""
+
+
+class ComparisonError(SmartCashError, ValueError):
+    """Two validations cannot be compared (other images, protocol, classes or labels, or no saved state).
+
+    ``code`` is a stable snake_case reason (``comparison_images_differ``, ``comparison_protocol_differs``,
+    ``comparison_classes_differ``, ``comparison_labels_differ``, ``comparison_state_missing``,
+    ``comparison_state_invalid``) that the service returns as its error code.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,9 +1,9 @@
 """Command line of the library: ``python -m smartcash_core.cli <command>`` (also under ``torchrun``).
 
-One module a command (``synth``, ``validate``, ``convert``, ``train_demo``), each with ``add_parser`` and
-a handler; argparse and printing live only in this package, the work in typed library functions. The
-``smartcash`` console script (``service.cli``) adds ``serve`` and ``demo`` on top of this parser, so the
-library itself never imports the service.
+One module a command (``synth``, ``validate``, ``compare``, ``convert``, ``train_demo``), each with
+``add_parser`` and a handler; argparse and printing live only in this package, the work in typed library
+functions. The ``smartcash`` console script (``service.cli``) adds ``serve`` and ``demo`` on top of this
+parser, so the library itself never imports the service.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from smartcash_core.cli import convert, synth, train_demo, validate
+from smartcash_core.cli import compare, convert, synth, train_demo, validate
 from smartcash_core.errors import SmartCashError
 
 CommandHandler = Callable[[argparse.Namespace], int]
-COMMANDS = (synth, validate, convert, train_demo)
+COMMANDS = (synth, validate, compare, convert, train_demo)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from smartcash_core.cli.params import DefaultsHelpFormatter, add_param_arguments, params_from_args
 from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
-from smartcash_core.validation.params import ProgressCallback
+from smartcash_core.validation.params import ProgressCallback, ValidationResult
 from smartcash_core.validation.report import format_distributed, format_report, write_json
 
 if TYPE_CHECKING:  # the pass itself (torch) is imported when a command runs, not when the parser is built
@@ -45,6 +45,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(decompression bombs)",
     )
     parser.add_argument("--json", dest="json_out", default=None, help="write the full result as JSON here")
+    parser.add_argument(
+        "--state",
+        default=None,
+        help="write what `smartcash compare` needs (evaluator state, image names) here, e.g. out.state.npz",
+    )
     parser.add_argument("--plots", default=None, help="write PR/F1/confusion PNGs here (needs matplotlib)")
     parser.set_defaults(handler=run_validate)
 
@@ -79,8 +84,7 @@ def validate_single(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(format_report(result))
-    if args.json_out:
-        write_json(result, Path(args.json_out))
+    _write_outputs(result, args)
     if args.plots:
         from smartcash_core.validation.plots import write_plots
 
@@ -105,9 +109,18 @@ def validate_rank(args: argparse.Namespace, ctx: DistContext) -> int:
         return 0
     sys.stdout.write(format_report(result))
     print(format_distributed(result.distributed))
+    _write_outputs(result, args)
+    return 0
+
+
+def _write_outputs(result: ValidationResult, args: argparse.Namespace) -> None:
+    """``--json`` and ``--state`` (the state of the same result, so they always belong together)."""
     if args.json_out:
         write_json(result, Path(args.json_out))
-    return 0
+    if args.state:
+        from smartcash_core.validation.comparison_state import comparison_state, save_state
+
+        print(f"state: {save_state(comparison_state(result), Path(args.state))}")
 
 
 def warn_if_over_memory_budget(model: LoadedModel, params: ValidationParams) -> None:
