@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
-from service.errors import Unauthorized
+from service.guard import check_api_key
 from service.jobs import JobManager
 from service.registry import ModelRegistry
 from service.schemas import JOB_ID_PATTERN
@@ -69,17 +68,9 @@ _api_key_header = APIKeyHeader(
 
 
 def require_api_key(state: StateDep, supplied: Annotated[str | None, Security(_api_key_header)]) -> None:
-    """401 unless the service is open or the header matches (constant-time comparison)."""
-    expected = state.settings.api_key_value()
-    if expected is None:
-        return
-    if supplied is None or not secrets.compare_digest(supplied.encode(), expected.encode()):
-        reason = "missing" if supplied is None else "wrong"
-        raise Unauthorized(
-            f"{reason} API key",
-            "send the key configured in SMARTCASH_API_KEY in the X-API-Key header",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
+    """401 unless the service is open or the header matches. ``RequestGuard`` checks the same before the
+    body is read; this dependency documents the scheme in OpenAPI and guards apps built without it."""
+    check_api_key(state.settings.api_key_value(), supplied)
 
 
 def existing_job(

@@ -24,6 +24,7 @@ from service.demo_model import DEMO_PRELOAD_KEYWORD, ensure_demo_checkpoint
 from service.deps import ServiceState, require_api_key
 from service.docs import install_offline_docs
 from service.errors import ServiceError, install_error_handlers
+from service.guard import GuardConfig, RequestGuard
 from service.jobs import JobManager, QueueConfig, ValidationRunner
 from service.logs import configure_logging, new_request_id, request_id_var
 from service.registry import ModelLoader, ModelRegistry
@@ -105,9 +106,19 @@ def create_app(
         app.include_router(module.router, dependencies=protected)
     app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)
+    app.add_middleware(RequestGuard, config=_guard_config(settings))  # type: ignore[arg-type]
     app.add_middleware(RequestContextMiddleware, telemetry=telemetry_)  # type: ignore[arg-type]
     log.info("job store: %s (replica %s)", store.backend, jobs.replica)
     return app
+
+
+def _guard_config(settings: Settings) -> GuardConfig:
+    return GuardConfig(
+        api_key=settings.api_key_value(),
+        max_json_bytes=settings.max_json_bytes,
+        timeout_s=settings.body_timeout_s,
+        min_bytes_per_s=settings.body_min_bytes_per_s,
+    )
 
 
 def _job_manager(
