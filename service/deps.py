@@ -41,6 +41,7 @@ class ServiceState:
             max_bytes=self.settings.max_upload_bytes,
             max_files=self.settings.max_upload_files,
             max_archive_bytes=self.settings.max_archive_bytes,
+            max_member_bytes=self.settings.max_archive_member_bytes,
         )
 
 
