@@ -146,7 +146,7 @@ def test_bomb_hidden_in_a_tar_pax_header_is_refused() -> None:
         archive.addfile(info, io.BytesIO(b"A"))
     bomb = gzip.compress(buffer.getvalue())
     assert len(bomb) < 5_000
-    with pytest.raises(PayloadTooLarge, match="unpacks to more than"):
+    with pytest.raises(PayloadTooLarge, match=r"1000\d+-byte extended \(pax or long-name\) header"):
         samples_from_files([("bomb.tar.gz", bomb)], LIMITS)
 
 
