@@ -14,6 +14,7 @@ from service.jobs import JobManager
 from service.registry import ModelRegistry
 from service.schemas import JOB_ID_PATTERN
 from service.settings import Settings
+from service.state_lock import StateDirLock
 from service.store import JobRecord
 from service.telemetry import ServiceTelemetry
 from service.uploads import UploadLimits, UploadSlots
@@ -31,6 +32,7 @@ class ServiceState:
     cache_info: Callable[[], dict[str, dict[str, int]]] = get_cache_info
     clear_caches: Callable[[], None] = clear_data_caches
     upload_slots: UploadSlots = field(init=False)
+    state_lock: StateDirLock | None = None  # held while the app runs on an unshared (SQLite) store
 
     def __post_init__(self) -> None:
         self.upload_slots = UploadSlots(self.settings.max_concurrent_uploads, self.settings.retry_after_s)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -31,7 +32,8 @@ from service.registry import ModelLoader, ModelRegistry
 from service.routes import cache, health, models, telemetry, validations
 from service.settings import Settings
 from service.sources import resolve_dataset
-from service.store import JobStore, open_store
+from service.state_lock import StateDirLock, lock_state_dir
+from service.store import JobStore, StoreConfigError, open_store
 from service.telemetry import ServiceTelemetry
 from smartcash_core.cache import clear_data_caches, configure_caches, get_cache_info
 from smartcash_core.errors import SmartCashError
@@ -74,12 +76,18 @@ def create_app(
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     configure_caches(image_bytes=settings.image_cache_bytes, label_bytes=settings.label_cache_bytes)
     telemetry_ = ServiceTelemetry(get_cache_info)
-    store = open_store(
-        settings.database_url_value(),
-        settings.database_path,
-        lease_s=settings.lease_s,
-        pool_size=settings.database_pool_size,
-    )
+    state_lock = _lock_if_unshared(settings)  # before the store opens: a second server changes nothing
+    try:
+        store = open_store(
+            settings.database_url_value(),
+            settings.database_path,
+            lease_s=settings.lease_s,
+            pool_size=settings.database_pool_size,
+        )
+    except BaseException:
+        if state_lock is not None:
+            state_lock.release()
+        raise
     registry = ModelRegistry(
         settings.checkpoint_root,
         settings.device,
@@ -89,6 +97,7 @@ def create_app(
     jobs = _job_manager(settings, store, registry, runner or _default_runner(), telemetry_)
     telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
     state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
+    state.state_lock = state_lock
 
     app = FastAPI(
         title="SmartCash Validation Service",
@@ -110,6 +119,11 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, telemetry=telemetry_)  # type: ignore[arg-type]
     log.info("job store: %s (replica %s)", store.backend, jobs.replica)
     return app
+
+
+def _lock_if_unshared(settings: Settings) -> StateDirLock | None:
+    """The SQLite store's state dir lock (one server per state dir); PostgreSQL replicas take none."""
+    return lock_state_dir(settings.state_dir) if settings.database_url_value() is None else None
 
 
 def _guard_config(settings: Settings) -> GuardConfig:
@@ -149,6 +163,8 @@ def _lifespan(state: ServiceState) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Preload in the background: /live answers at once and /ready says 503 until the model is in.
+        if state.state_lock is None:  # the lifespan entered again after an exit released the lock
+            state.state_lock = _lock_if_unshared(state.settings)
         state.jobs.start()  # recover jobs a previous run left active, start the lease keeper
         preload = threading.Thread(target=_preload, args=(state,), name="smartcash-preload", daemon=True)
         preload.start()
@@ -157,6 +173,9 @@ def _lifespan(state: ServiceState) -> Callable[[FastAPI], Any]:
         finally:
             state.jobs.shutdown()
             state.jobs.store.close()
+            if state.state_lock is not None:
+                state.state_lock.release()
+                state.state_lock = None
 
     return lifespan
 
@@ -234,6 +253,10 @@ def cli_serve(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update=overrides)
     configure_logging(settings.log_level, settings.log_json)
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except StoreConfigError as exc:  # a second server on this state dir, a bad database URL, ...
+        print(f"smartcash serve: {exc.message}\n  fix: {exc.fix}", file=sys.stderr)
+        return 2
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
