@@ -16,6 +16,7 @@ from service.schemas import JOB_ID_PATTERN
 from service.settings import Settings
 from service.state_lock import StateDirLock
 from service.store import JobRecord
+from service.streams import StreamSlots
 from service.telemetry import ServiceTelemetry
 from service.uploads import UploadLimits, UploadSlots
 from smartcash_core.cache import clear_data_caches, get_cache_info
@@ -32,10 +33,12 @@ class ServiceState:
     cache_info: Callable[[], dict[str, dict[str, int]]] = get_cache_info
     clear_caches: Callable[[], None] = clear_data_caches
     upload_slots: UploadSlots = field(init=False)
+    stream_slots: StreamSlots = field(init=False)
     state_lock: StateDirLock | None = None  # held while the app runs on an unshared (SQLite) store
 
     def __post_init__(self) -> None:
         self.upload_slots = UploadSlots(self.settings.max_concurrent_uploads, self.settings.retry_after_s)
+        self.stream_slots = StreamSlots(self.settings.max_sse_connections, self.settings.retry_after_s)
 
     @property
     def upload_limits(self) -> UploadLimits:

@@ -34,6 +34,7 @@ from service.schemas import (
 )
 from service.sources import resolve_dataset
 from service.store import ImageQuery
+from service.streams import StreamSlotDep
 from service.uploads import parse_multipart, samples_from_files
 
 router = APIRouter(prefix="/v1/validations", tags=["validations"])
@@ -266,11 +267,11 @@ def get_plot(
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses=_READ_ERRORS,
+    responses={**_READ_ERRORS, 429: {"model": ErrorResponse, "description": "too many open streams"}},
     summary="Server-Sent Events: `progress` while it runs, then one `status` with the final state",
 )
 async def validation_events(
-    record: JobRecordDep, jobs: JobsDep, state: StateDep
+    record: JobRecordDep, jobs: JobsDep, state: StateDep, _slot: StreamSlotDep
 ) -> AsyncIterable[ServerSentEvent]:
     # The job may run on this replica (memory, every batch) or another one (its store row, throttled).
     last: tuple[Any, ...] | None = None
