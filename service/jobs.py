@@ -232,6 +232,20 @@ class JobManager:
             job.stop("cancelled")  # the owner is here: no need to wait for its next look at the store
         return self.record(job_id, with_result=False)
 
+    def delete(self, job_id: str) -> None:
+        """A finished job with its per-image rows, artifacts and this replica's plot cache; 409 while it
+        is queued or runs (cancel it first), 404 when there is no such job."""
+        status = self.store.delete(job_id)
+        if status is None:
+            raise NotFound(f"no validation job {job_id!r}", "GET /v1/validations lists the known jobs")
+        if status not in FINAL_STATUSES:
+            raise Conflict(
+                f"job {job_id} is {status}: only finished jobs can be deleted",
+                f"cancel it first (POST /v1/validations/{job_id}/cancel), then delete it once it is final",
+            )
+        self.plots.forget(job_id)
+        log.info("job deleted", extra={"job_id": job_id})
+
     def _release_held(self, job: Job, status: str) -> None:
         """A job held here (an upload) ended without running here: drop its bytes, wake its waiters."""
         if job.running or not job.take():

@@ -29,6 +29,7 @@ from service.guard import GuardConfig, RequestGuard
 from service.jobs import JobManager, QueueConfig, ValidationRunner
 from service.logs import configure_logging, new_request_id, request_id_var
 from service.registry import ModelLoader, ModelRegistry
+from service.retention import RetentionPolicy, RetentionSweeper
 from service.routes import cache, health, models, telemetry, validations
 from service.settings import Settings
 from service.sources import resolve_dataset
@@ -95,6 +96,11 @@ def create_app(
         on_load=telemetry_.model_load_seconds.observe,
     )
     jobs = _job_manager(settings, store, registry, runner or _default_runner(), telemetry_)
+    retention = RetentionSweeper(
+        store,
+        jobs.plots,
+        RetentionPolicy(settings.retention_days, settings.retention_max_jobs, settings.retention_interval_s),
+    )
     telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
     state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
     state.state_lock = state_lock
@@ -103,7 +109,7 @@ def create_app(
         title="SmartCash Validation Service",
         version="0.1.0",
         description=_DESCRIPTION,
-        lifespan=_lifespan(state),
+        lifespan=_lifespan(state, retention),
         docs_url=None,  # install_offline_docs serves /docs and /redoc without a CDN
         redoc_url=None,
     )
@@ -159,18 +165,20 @@ def _job_manager(
     )
 
 
-def _lifespan(state: ServiceState) -> Callable[[FastAPI], Any]:
+def _lifespan(state: ServiceState, retention: RetentionSweeper) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Preload in the background: /live answers at once and /ready says 503 until the model is in.
         if state.state_lock is None:  # the lifespan entered again after an exit released the lock
             state.state_lock = _lock_if_unshared(state.settings)
         state.jobs.start()  # recover jobs a previous run left active, start the lease keeper
+        retention.start()
         preload = threading.Thread(target=_preload, args=(state,), name="smartcash-preload", daemon=True)
         preload.start()
         try:
             yield
         finally:
+            retention.stop()
             state.jobs.shutdown()
             state.jobs.store.close()
             if state.state_lock is not None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterable
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
@@ -200,6 +200,17 @@ def get_validation(
 )
 def cancel_validation(record: JobRecordDep, jobs: JobsDep) -> ValidationJob:
     return ValidationJob.from_record(jobs.cancel(record.id), include_result=False)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_READ_ERRORS,
+    summary="Delete a finished job with its per-image results and plots (409 while it is queued or runs)",
+)
+def delete_validation(record: JobRecordDep, jobs: JobsDep) -> Response:
+    jobs.delete(record.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(
