@@ -149,7 +149,10 @@ _LIBRARY_ERRORS: list[tuple[type[SmartCashError], int, str, str]] = [
 
 
 def error_body(request: Request, code: str, message: str, fix: str = "", **extra: Any) -> dict[str, Any]:
-    """The JSON body of every error response."""
+    """The JSON body of every error response; server paths in it are made relative to their root."""
+    redact = getattr(request.app.state, "redact_paths", None)
+    if redact is not None:
+        message, fix = redact(message), redact(fix)
     error: dict[str, Any] = {"code": code, "message": message, "fix": fix, **extra}
     return {"error": error, "request_id": getattr(request.state, "request_id", None)}
 

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from service.artifacts import PlotArtifacts
 from service.errors import Conflict, NotFound, QueueFull
 from service.execution import DatasetResolver, JobExecutor, ValidationRunner
 from service.live import Job, LiveJobs
+from service.redact import no_redaction
 from service.registry import ModelEntry, ModelRegistry
 from service.store import FINAL_STATUSES, JobRecord, JobStore
 from service.telemetry import ServiceTelemetry
@@ -55,6 +57,7 @@ class JobManager:
         plots: PlotArtifacts,
         telemetry: ServiceTelemetry,
         config: QueueConfig,
+        redact_paths: Callable[[str], str] = no_redaction,
     ) -> None:
         self.store = store
         self.plots = plots
@@ -63,7 +66,8 @@ class JobManager:
         self._telemetry = telemetry
         self._live = LiveJobs()
         self._executor = JobExecutor(
-            config.replica, store, registry, runner, resolve_dataset, self._live, plots, telemetry
+            config.replica, store, registry, runner, resolve_dataset, self._live, plots, telemetry,
+            redact_paths=redact_paths,
         )
         self._workers: dict[str, DeviceWorker] = {}
         self._keeper = LeaseKeeper(self._keep_leases, interval_s=max(0.05, store.lease_s / 3))

@@ -10,8 +10,7 @@ import argparse
 import logging
 import sys
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -27,8 +26,10 @@ from service.docs import install_offline_docs
 from service.errors import ServiceError, install_error_handlers
 from service.guard import GuardConfig, RequestGuard
 from service.jobs import JobManager, QueueConfig, ValidationRunner
-from service.logs import configure_logging, new_request_id, request_id_var
+from service.logs import configure_logging
+from service.redact import PathRedactor
 from service.registry import ModelLoader, ModelRegistry
+from service.request_context import RequestContextMiddleware
 from service.retention import RetentionPolicy, RetentionSweeper
 from service.routes import cache, health, models, telemetry, validations
 from service.settings import Settings
@@ -40,11 +41,6 @@ from smartcash_core.cache import clear_data_caches, configure_caches, get_cache_
 from smartcash_core.errors import SmartCashError
 
 log = logging.getLogger("smartcash.service")
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _DESCRIPTION = """Validation and metrics service for SmartCash YOLOv5 banknote detectors.
 
@@ -77,6 +73,47 @@ def create_app(
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     configure_caches(image_bytes=settings.image_cache_bytes, label_bytes=settings.label_cache_bytes)
     telemetry_ = ServiceTelemetry(get_cache_info)
+    store, state_lock = _open_store(settings)
+    registry = ModelRegistry(
+        settings.checkpoint_root,
+        settings.device,
+        loader or _default_loader(),
+        on_load=telemetry_.model_load_seconds.observe,
+    )
+    redact_paths = _path_redactor(settings)
+    jobs = _job_manager(settings, store, registry, runner or _default_runner(), telemetry_, redact_paths)
+    telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
+    state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
+    state.state_lock = state_lock
+    app = FastAPI(
+        title="SmartCash Validation Service",
+        version="0.1.0",
+        description=_DESCRIPTION,
+        lifespan=_lifespan(state, _retention(settings, jobs)),
+        docs_url=None,  # install_offline_docs serves /docs and /redoc without a CDN
+        redoc_url=None,
+    )
+    app.state.smartcash = state
+    app.state.redact_paths = redact_paths  # every error body goes through it (service.errors.error_body)
+    _mount(app, settings, telemetry_)
+    log.info("job store: %s (replica %s)", store.backend, jobs.replica)
+    return app
+
+
+def _mount(app: FastAPI, settings: Settings, telemetry_: ServiceTelemetry) -> None:
+    """Error handlers, routers (``/v1`` and ``/metrics`` behind the API key), docs and middleware."""
+    install_error_handlers(app)
+    protected = [Depends(require_api_key)]
+    app.include_router(health.router)
+    for module in (models, validations, cache):
+        app.include_router(module.router, dependencies=protected)
+    app.include_router(telemetry.router, dependencies=protected)
+    install_offline_docs(app)
+    app.add_middleware(RequestGuard, config=_guard_config(settings))  # type: ignore[arg-type]
+    app.add_middleware(RequestContextMiddleware, telemetry=telemetry_)  # type: ignore[arg-type]
+
+
+def _open_store(settings: Settings) -> tuple[JobStore, StateDirLock | None]:
     state_lock = _lock_if_unshared(settings)  # before the store opens: a second server changes nothing
     try:
         store = open_store(
@@ -89,42 +126,21 @@ def create_app(
         if state_lock is not None:
             state_lock.release()
         raise
-    registry = ModelRegistry(
-        settings.checkpoint_root,
-        settings.device,
-        loader or _default_loader(),
-        on_load=telemetry_.model_load_seconds.observe,
-    )
-    jobs = _job_manager(settings, store, registry, runner or _default_runner(), telemetry_)
-    retention = RetentionSweeper(
-        store,
-        jobs.plots,
-        RetentionPolicy(settings.retention_days, settings.retention_max_jobs, settings.retention_interval_s),
-    )
-    telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
-    state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
-    state.state_lock = state_lock
+    return store, state_lock
 
-    app = FastAPI(
-        title="SmartCash Validation Service",
-        version="0.1.0",
-        description=_DESCRIPTION,
-        lifespan=_lifespan(state, retention),
-        docs_url=None,  # install_offline_docs serves /docs and /redoc without a CDN
-        redoc_url=None,
+
+def _retention(settings: Settings, jobs: JobManager) -> RetentionSweeper:
+    policy = RetentionPolicy(
+        days=settings.retention_days,
+        max_jobs=settings.retention_max_jobs,
+        interval_s=settings.retention_interval_s,
     )
-    app.state.smartcash = state
-    install_error_handlers(app)
-    protected = [Depends(require_api_key)]
-    app.include_router(health.router)
-    for module in (models, validations, cache):
-        app.include_router(module.router, dependencies=protected)
-    app.include_router(telemetry.router, dependencies=protected)
-    install_offline_docs(app)
-    app.add_middleware(RequestGuard, config=_guard_config(settings))  # type: ignore[arg-type]
-    app.add_middleware(RequestContextMiddleware, telemetry=telemetry_)  # type: ignore[arg-type]
-    log.info("job store: %s (replica %s)", store.backend, jobs.replica)
-    return app
+    return RetentionSweeper(jobs.store, jobs.plots, policy)
+
+
+def _path_redactor(settings: Settings) -> PathRedactor:
+    roots = {"data root": settings.data_root, "checkpoint root": settings.checkpoint_root}
+    return PathRedactor({**roots, "state dir": settings.state_dir})
 
 
 def _lock_if_unshared(settings: Settings) -> StateDirLock | None:
@@ -147,6 +163,7 @@ def _job_manager(
     registry: ModelRegistry,
     runner: ValidationRunner,
     telemetry_: ServiceTelemetry,
+    redact_paths: PathRedactor,
 ) -> JobManager:
     return JobManager(
         store,
@@ -162,6 +179,7 @@ def _job_manager(
             claim_poll_s=settings.claim_poll_s,
             worker_nice=settings.worker_nice,
         ),
+        redact_paths,
     )
 
 
@@ -200,56 +218,6 @@ def _preload(state: ServiceState) -> None:
             log.info("preloaded model", extra={"model": name, "device": entry.device})
         except (ServiceError, SmartCashError) as exc:  # a bad preload must not stop the service
             log.error("preload of %s failed: %s", checkpoint, exc)
-
-
-class RequestContextMiddleware:
-    """Request id (``X-Request-ID`` in and out), access log, and the request-duration histogram.
-
-    Pure ASGI (not ``BaseHTTPMiddleware``) so streaming responses such as SSE pass through untouched.
-    """
-
-    def __init__(self, app: ASGIApp, telemetry: ServiceTelemetry) -> None:
-        self.app = app
-        self.telemetry = telemetry
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        request_id = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = request_id_var.set(request_id)
-        status_code = 500
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            self._record(scope, status_code, time.perf_counter() - started)
-            request_id_var.reset(token)
-
-    def _record(self, scope: Scope, status_code: int, seconds: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"  # templates, not raw paths: bounded labels
-        self.telemetry.observe_request(scope["method"], template, status_code, seconds)
-        log.info(
-            "request",
-            extra={
-                "method": scope["method"],
-                "route": template,
-                "status": status_code,
-                "ms": round(seconds * 1000, 2),
-            },
-        )
 
 
 def cli_serve(args: argparse.Namespace) -> int:
