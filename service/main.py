@@ -32,6 +32,7 @@ from service.registry import ModelLoader, ModelRegistry
 from service.request_context import RequestContextMiddleware
 from service.retention import RetentionPolicy, RetentionSweeper
 from service.routes import cache, health, models, telemetry, validations
+from service.runtime_dirs import keep_caches_under
 from service.settings import Settings
 from service.sources import resolve_dataset
 from service.state_lock import StateDirLock, lock_state_dir
@@ -71,6 +72,7 @@ def create_app(
     """Build the service: open (and migrate) the job store; jobs are recovered when the app starts."""
     settings = settings or Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    keep_caches_under(settings.state_dir)  # nothing under $HOME, no torchinductor_* in the temp dir
     configure_caches(image_bytes=settings.image_cache_bytes, label_bytes=settings.label_cache_bytes)
     telemetry_ = ServiceTelemetry(get_cache_info)
     store, state_lock = _open_store(settings)
