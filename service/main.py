@@ -27,6 +27,7 @@ from service.errors import ServiceError, install_error_handlers
 from service.guard import GuardConfig, RequestGuard
 from service.jobs import JobManager, QueueConfig, ValidationRunner
 from service.logs import configure_logging
+from service.openapi_errors import document_guard_responses
 from service.redact import PathRedactor
 from service.registry import ModelLoader, ModelRegistry
 from service.request_context import RequestContextMiddleware
@@ -111,6 +112,7 @@ def _mount(app: FastAPI, settings: Settings, telemetry_: ServiceTelemetry) -> No
         app.include_router(module.router, dependencies=protected)
     app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)
+    document_guard_responses(app)
     app.add_middleware(RequestGuard, config=_guard_config(settings))  # type: ignore[arg-type]
     app.add_middleware(RequestContextMiddleware, telemetry=telemetry_)  # type: ignore[arg-type]
 
