@@ -240,3 +240,4 @@ def cli_serve(args: argparse.Namespace) -> int:
         return 2
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
+
