@@ -21,7 +21,7 @@ from typing import Any
 from service.artifacts import PlotArtifacts
 from service.errors import ServiceError
 from service.live import Job, LiveJobs
-from service.redact import no_redaction
+from service.redact import no_redaction, redact_reports
 from service.registry import ModelEntry, ModelRegistry
 from service.store import JobRecord, JobStore, StoreUnavailable
 from service.telemetry import ServiceTelemetry
@@ -123,7 +123,8 @@ class JobExecutor:
             message = self._redact(f"{type(exc).__name__}: {exc}")
             outcome = Outcome("failed", error=error_body("internal_error", message))
         else:
-            outcome = Outcome("succeeded", result.to_dict(), artifacts=self.plots.collect(job.id, result))
+            summary = redact_reports(result.to_dict(), self._redact)
+            outcome = Outcome("succeeded", summary, artifacts=self.plots.collect(job.id, result))
         self.finish(job, outcome, started)
 
     def _inputs(self, job: Job) -> tuple[LoadedModel, ValidationSource, ValidationParams]:

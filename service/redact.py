@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 class PathRedactor:
@@ -32,6 +33,28 @@ class PathRedactor:
         for pattern, label in self._patterns:
             text = pattern.sub(lambda match, label=label: _replacement(match.group(0), label), text)
         return text
+
+
+def redact_reports(result: dict[str, Any], redact: Callable[[str], str]) -> dict[str, Any]:
+    """A job result with its paths and free-text reports redacted: ``model`` (the checkpoint's path),
+    ``dataset.skipped`` (a reason may quote an exception that names the file by its full path) and
+    ``warnings``. Metrics and per-image rows hold names relative to the dataset and are left alone."""
+    if isinstance(result.get("model"), dict):
+        result["model"] = _redact_strings(result["model"], redact)
+    dataset = result.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("skipped"), list):
+        dataset["skipped"] = [_redact_strings(entry, redact) for entry in dataset["skipped"]]
+    if isinstance(result.get("warnings"), list):
+        result["warnings"] = [_redact_strings(entry, redact) for entry in result["warnings"]]
+    return result
+
+
+def _redact_strings(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_strings(item, redact) for key, item in value.items()}
+    return value
 
 
 def _replacement(found: str, label: str) -> str:

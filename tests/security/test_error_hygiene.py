@@ -3,8 +3,10 @@ server's absolute paths), and an upload the client aborts mid-body is logged, no
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -19,9 +21,15 @@ from tests.service.servers import HEADERS
 
 
 @pytest.fixture()
-def roots(tmp_path: Path, checkpoint_root: Path) -> tuple[Path, Path]:
+def roots(tmp_path: Path, checkpoint_root: Path, synthetic_dataset: Path) -> tuple[Path, Path]:
     """A data root with broken datasets, and a checkpoint root (a symlinked path: both spellings count)."""
     data = tmp_path / "data"
+    shared = data / "shared"  # images of "elsewhere", outside its folder: reports name them from the root
+    for kind in ("images", "labels"):
+        shutil.copytree(synthetic_dataset / kind / "val", shared / kind / "val")
+    (shared / "images" / "val" / "corrupt.jpg").write_bytes(b"not an image")
+    (data / "elsewhere").mkdir()
+    (data / "elsewhere" / "data.yaml").write_text("path: .\nval: ../shared/images/val\nnames: [a]\n")
     (data / "empty" / "images" / "val").mkdir(parents=True)
     (data / "badsplit").mkdir()
     (data / "badsplit" / "data.yaml").write_text("path: .\nval: nowhere/images\nnames: [a]\n")
@@ -66,8 +74,12 @@ def test_errors_name_paths_relative_to_their_root(
             loaded = client.post("/v1/models", json={"name": "x", "checkpoint": checkpoint})
             assert loaded.status_code in {404, 422}, loaded.text
             errors.append(loaded.json()["error"]["message"])
+        body = {"model": "tiny", "dataset": "elsewhere", "params": FAST_PARAMS}
+        job = wait_final(client, client.post("/v1/validations", json=body).json()["id"])
+    assert job["status"] == "succeeded" and job["result"]["dataset"]["skipped"], job
+    assert "corrupt.jpg" in str(job["result"]["dataset"]["skipped"])
     assert len(errors) == 6
-    for message in errors:
+    for message in [*errors, json.dumps(job["result"])]:
         _assert_no_server_path(message, data, checkpoints, data.parent)
     assert re.search(r"\bempty\b", errors[0]) and "badsplit" in errors[1], errors
 
