@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from service.errors import NotFound
@@ -85,6 +87,24 @@ class PlotArtifacts:
                 raise NotFound(f"job {job_id} has no plots ({status})")
             render_plot(load_plot_data(data_path), name, path)
         return path
+
+
+    def forget(self, job_id: str) -> None:
+        """Drop this replica's cached plots of a deleted job (ids are 32 hex digits: no path tricks)."""
+        shutil.rmtree(self.cache_dir / job_id, ignore_errors=True)
+
+    def prune(self, exists: Callable[[str], bool]) -> int:
+        """Drop cached plots of jobs the store no longer has (deleted by another replica's retention)."""
+        stale = [entry.name for entry in self._cached_dirs() if not exists(entry.name)]
+        for job_id in stale:
+            self.forget(job_id)
+        return len(stale)
+
+    def _cached_dirs(self) -> list[Path]:
+        try:
+            return [entry for entry in self.cache_dir.iterdir() if entry.is_dir()]
+        except FileNotFoundError:
+            return []
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -10,12 +9,14 @@ from typing import Annotated
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 
-from service.errors import Unauthorized
+from service.guard import check_api_key
 from service.jobs import JobManager
 from service.registry import ModelRegistry
 from service.schemas import JOB_ID_PATTERN
 from service.settings import Settings
+from service.state_lock import StateDirLock
 from service.store import JobRecord
+from service.streams import StreamSlots
 from service.telemetry import ServiceTelemetry
 from service.uploads import UploadLimits, UploadSlots
 from smartcash_core.cache import clear_data_caches, get_cache_info
@@ -32,9 +33,12 @@ class ServiceState:
     cache_info: Callable[[], dict[str, dict[str, int]]] = get_cache_info
     clear_caches: Callable[[], None] = clear_data_caches
     upload_slots: UploadSlots = field(init=False)
+    stream_slots: StreamSlots = field(init=False)
+    state_lock: StateDirLock | None = None  # held while the app runs on an unshared (SQLite) store
 
     def __post_init__(self) -> None:
         self.upload_slots = UploadSlots(self.settings.max_concurrent_uploads, self.settings.retry_after_s)
+        self.stream_slots = StreamSlots(self.settings.max_sse_connections, self.settings.retry_after_s)
 
     @property
     def upload_limits(self) -> UploadLimits:
@@ -42,6 +46,7 @@ class ServiceState:
             max_bytes=self.settings.max_upload_bytes,
             max_files=self.settings.max_upload_files,
             max_archive_bytes=self.settings.max_archive_bytes,
+            max_member_bytes=self.settings.max_archive_member_bytes,
         )
 
 
@@ -69,17 +74,9 @@ _api_key_header = APIKeyHeader(
 
 
 def require_api_key(state: StateDep, supplied: Annotated[str | None, Security(_api_key_header)]) -> None:
-    """401 unless the service is open or the header matches (constant-time comparison)."""
-    expected = state.settings.api_key_value()
-    if expected is None:
-        return
-    if supplied is None or not secrets.compare_digest(supplied.encode(), expected.encode()):
-        reason = "missing" if supplied is None else "wrong"
-        raise Unauthorized(
-            f"{reason} API key",
-            "send the key configured in SMARTCASH_API_KEY in the X-API-Key header",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
+    """401 unless the service is open or the header matches. ``RequestGuard`` checks the same before the
+    body is read; this dependency documents the scheme in OpenAPI and guards apps built without it."""
+    check_api_key(state.settings.api_key_value(), supplied)
 
 
 def existing_job(

@@ -12,8 +12,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from smartcash_core.errors import (
     CheckpointError,
@@ -31,6 +32,7 @@ from smartcash_core.errors import (
 from smartcash_core.validation.precision import UnsupportedPrecisionError
 
 log = logging.getLogger("smartcash.service")
+_MAX_ERRORS_SHOWN = 10  # validation errors listed in a 422 body (``error_count`` says how many there were)
 
 
 class ServiceError(Exception):
@@ -97,6 +99,18 @@ class QueueFull(ServiceError):
     code = "queue_full"
 
 
+class TooManyStreams(ServiceError):
+    status_code = 429
+    code = "too_many_streams"
+
+
+class RequestTimeout(ServiceError):
+    """The request body did not arrive in time (a stalled or too slow client); the connection is closed."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class Unauthorized(ServiceError):
     status_code = 401
     code = "unauthorized"
@@ -158,7 +172,10 @@ _LIBRARY_ERRORS: list[tuple[type[SmartCashError], int, str, str]] = [
 
 
 def error_body(request: Request, code: str, message: str, fix: str = "", **extra: Any) -> dict[str, Any]:
-    """The JSON body of every error response."""
+    """The JSON body of every error response; server paths in it are made relative to their root."""
+    redact = getattr(request.app.state, "redact_paths", None)
+    if redact is not None:
+        message, fix = redact(message), redact(fix)
     error: dict[str, Any] = {"code": code, "message": message, "fix": fix, **extra}
     return {"error": error, "request_id": getattr(request.state, "request_id", None)}
 
@@ -183,25 +200,44 @@ async def _library_error(request: Request, exc: SmartCashError) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    details = [
-        {"loc": list(item.get("loc", ())), "msg": str(item.get("msg", "")), "type": str(item.get("type", ""))}
-        for item in exc.errors()
-    ]
+    # A summary, never the input: a body of 200k unknown fields used to answer an 18 MB list of errors.
+    problems = exc.errors()
+    details = [_summarised(item) for item in problems[:_MAX_ERRORS_SHOWN]]
     where = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details[:5])
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
     body = error_body(
         request,
         "invalid_request",
-        f"the request does not match the schema ({where})",
+        f"the request does not match the schema ({where}{more})",
         "see /docs for the expected fields and types",
         details=details,
+        error_count=len(problems),
     )
     return JSONResponse(body, status_code=422)
+
+
+def _summarised(item: Any) -> dict[str, Any]:
+    """One validation error with its location and message cut short, and without the offending input."""
+    loc = [part if isinstance(part, int) else _shortened(str(part), 64) for part in item.get("loc", ())]
+    msg, kind = _shortened(str(item.get("msg", "")), 200), _shortened(str(item.get("type", "")), 64)
+    return {"loc": loc[:8], "msg": msg, "type": kind}
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     body = error_body(request, code, str(exc.detail), "see /docs for the endpoints and their methods")
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _client_disconnected(request: Request, exc: ClientDisconnect) -> Response:
+    # The client went away mid-body (an aborted upload): nothing to answer and nothing went wrong here.
+    # 499 (nginx's "client closed request") never reaches the client; it keeps these out of the 5xx count.
+    log.info("client disconnected before its request body was complete")
+    return Response(status_code=499)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -222,4 +258,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SmartCashError, _library_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error)

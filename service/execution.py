@@ -22,6 +22,7 @@ from service.artifacts import PlotArtifacts
 from service.comparisons import state_artifact
 from service.errors import ServiceError
 from service.live import Job, LiveJobs
+from service.redact import no_redaction, redact_reports
 from service.registry import ModelEntry, ModelRegistry
 from service.store import JobRecord, JobStore, StoreUnavailable
 from service.telemetry import ServiceTelemetry
@@ -68,8 +69,10 @@ class JobExecutor:
         live: LiveJobs,
         plots: PlotArtifacts,
         telemetry: ServiceTelemetry,
+        redact_paths: Callable[[str], str] = no_redaction,
     ) -> None:
         self.replica = replica
+        self._redact = redact_paths  # job errors name paths relative to their root
         self.store = store
         self.registry = registry
         self._runner = runner
@@ -115,13 +118,15 @@ class JobExecutor:
             outcome = self._stopped_outcome(job)
         except (ServiceError, SmartCashError) as exc:
             code = exc.code if isinstance(exc, ServiceError) else type(exc).__name__
-            outcome = Outcome("failed", error=error_body(code, _message(exc)))
+            outcome = Outcome("failed", error=error_body(code, self._redact(_message(exc))))
         except Exception as exc:  # report the job as failed and keep serving
             log.exception("job %s crashed", job.id)
-            outcome = Outcome("failed", error=error_body("internal_error", f"{type(exc).__name__}: {exc}"))
+            message = self._redact(f"{type(exc).__name__}: {exc}")
+            outcome = Outcome("failed", error=error_body("internal_error", message))
         else:
+            summary = redact_reports(result.to_dict(), self._redact)
             artifacts = {**self.plots.collect(job.id, result), **state_artifact(job, result)}
-            outcome = Outcome("succeeded", result.to_dict(), artifacts=artifacts)
+            outcome = Outcome("succeeded", summary, artifacts=artifacts)
         self.finish(job, outcome, started)
 
     def _inputs(self, job: Job) -> tuple[LoadedModel, ValidationSource, ValidationParams]:

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from service.artifacts import PlotArtifacts
 from service.errors import Conflict, NotFound, QueueFull
 from service.execution import DatasetResolver, JobExecutor, ValidationRunner
 from service.live import Job, LiveJobs
+from service.redact import no_redaction
 from service.registry import ModelEntry, ModelRegistry
 from service.store import FINAL_STATUSES, JobRecord, JobStore
 from service.telemetry import ServiceTelemetry
@@ -55,6 +57,7 @@ class JobManager:
         plots: PlotArtifacts,
         telemetry: ServiceTelemetry,
         config: QueueConfig,
+        redact_paths: Callable[[str], str] = no_redaction,
     ) -> None:
         self.store = store
         self.plots = plots
@@ -63,7 +66,8 @@ class JobManager:
         self._telemetry = telemetry
         self._live = LiveJobs()
         self._executor = JobExecutor(
-            config.replica, store, registry, runner, resolve_dataset, self._live, plots, telemetry
+            config.replica, store, registry, runner, resolve_dataset, self._live, plots, telemetry,
+            redact_paths=redact_paths,
         )
         self._workers: dict[str, DeviceWorker] = {}
         self._keeper = LeaseKeeper(self._keep_leases, interval_s=max(0.05, store.lease_s / 3))
@@ -231,6 +235,20 @@ class JobManager:
         elif outcome.after == "cancelling" and job is not None and job.running:
             job.stop("cancelled")  # the owner is here: no need to wait for its next look at the store
         return self.record(job_id, with_result=False)
+
+    def delete(self, job_id: str) -> None:
+        """A finished job with its per-image rows, artifacts and this replica's plot cache; 409 while it
+        is queued or runs (cancel it first), 404 when there is no such job."""
+        status = self.store.delete(job_id)
+        if status is None:
+            raise NotFound(f"no validation job {job_id!r}", "GET /v1/validations lists the known jobs")
+        if status not in FINAL_STATUSES:
+            raise Conflict(
+                f"job {job_id} is {status}: only finished jobs can be deleted",
+                f"cancel it first (POST /v1/validations/{job_id}/cancel), then delete it once it is final",
+            )
+        self.plots.forget(job_id)
+        log.info("job deleted", extra={"job_id": job_id})
 
     def _release_held(self, job: Job, status: str) -> None:
         """A job held here (an upload) ended without running here: drop its bytes, wake its waiters."""

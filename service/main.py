@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -25,23 +25,25 @@ from service.demo_model import DEMO_PRELOAD_KEYWORD, ensure_demo_checkpoint
 from service.deps import ServiceState, require_api_key
 from service.docs import install_offline_docs
 from service.errors import ServiceError, install_error_handlers
+from service.guard import GuardConfig, RequestGuard
 from service.jobs import JobManager, QueueConfig, ValidationRunner
-from service.logs import configure_logging, new_request_id, request_id_var
+from service.logs import configure_logging
+from service.openapi_errors import document_guard_responses
+from service.redact import PathRedactor
 from service.registry import ModelLoader, ModelRegistry
+from service.request_context import RequestContextMiddleware
+from service.retention import RetentionPolicy, RetentionSweeper
 from service.routes import cache, comparisons, health, models, telemetry, validations
+from service.runtime_dirs import keep_caches_under
 from service.settings import Settings
 from service.sources import resolve_dataset
-from service.store import JobStore, open_store
+from service.state_lock import StateDirLock, lock_state_dir
+from service.store import JobStore, StoreConfigError, open_store
 from service.telemetry import ServiceTelemetry
 from smartcash_core.cache import clear_data_caches, configure_caches, get_cache_info
 from smartcash_core.errors import SmartCashError
 
 log = logging.getLogger("smartcash.service")
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _DESCRIPTION = """Validation and metrics service for SmartCash YOLOv5 banknote detectors.
 
@@ -72,34 +74,40 @@ def create_app(
     """Build the service: open (and migrate) the job store; jobs are recovered when the app starts."""
     settings = settings or Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    keep_caches_under(settings.state_dir)  # nothing under $HOME, no torchinductor_* in the temp dir
     configure_caches(image_bytes=settings.image_cache_bytes, label_bytes=settings.label_cache_bytes)
     telemetry_ = ServiceTelemetry(get_cache_info)
-    store = open_store(
-        settings.database_url_value(),
-        settings.database_path,
-        lease_s=settings.lease_s,
-        pool_size=settings.database_pool_size,
-    )
+    store, state_lock = _open_store(settings)
     registry = ModelRegistry(
         settings.checkpoint_root,
         settings.device,
         loader or _default_loader(),
         on_load=telemetry_.model_load_seconds.observe,
     )
-    jobs = _job_manager(settings, store, registry, runner or _default_runner(settings), telemetry_)
+    redact_paths = _path_redactor(settings)
+    runner = runner or _default_runner(settings)
+    jobs = _job_manager(settings, store, registry, runner, telemetry_, redact_paths)
     telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
     state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
-
+    state.state_lock = state_lock
     app = FastAPI(
         title="SmartCash Validation Service",
         version="0.1.0",
         description=_DESCRIPTION,
-        lifespan=_lifespan(state),
+        lifespan=_lifespan(state, _retention(settings, jobs)),
         docs_url=None,  # install_offline_docs serves /docs and /redoc without a CDN
         redoc_url=None,
     )
     app.state.smartcash = state
     app.state.comparison_slots = ComparisonSlots(settings.comparison_max_concurrent, settings.retry_after_s)
+    app.state.redact_paths = redact_paths  # every error body goes through it (service.errors.error_body)
+    _mount(app, settings, telemetry_)
+    log.info("job store: %s (replica %s)", store.backend, jobs.replica)
+    return app
+
+
+def _mount(app: FastAPI, settings: Settings, telemetry_: ServiceTelemetry) -> None:
+    """Error handlers, routers (``/v1`` and ``/metrics`` behind the API key), docs and middleware."""
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
@@ -107,9 +115,53 @@ def create_app(
         app.include_router(module.router, dependencies=protected)
     app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)
+    document_guard_responses(app)
+    app.add_middleware(RequestGuard, config=_guard_config(settings))  # type: ignore[arg-type]
     app.add_middleware(RequestContextMiddleware, telemetry=telemetry_)  # type: ignore[arg-type]
-    log.info("job store: %s (replica %s)", store.backend, jobs.replica)
-    return app
+
+
+def _open_store(settings: Settings) -> tuple[JobStore, StateDirLock | None]:
+    state_lock = _lock_if_unshared(settings)  # before the store opens: a second server changes nothing
+    try:
+        store = open_store(
+            settings.database_url_value(),
+            settings.database_path,
+            lease_s=settings.lease_s,
+            pool_size=settings.database_pool_size,
+        )
+    except BaseException:
+        if state_lock is not None:
+            state_lock.release()
+        raise
+    return store, state_lock
+
+
+def _retention(settings: Settings, jobs: JobManager) -> RetentionSweeper:
+    policy = RetentionPolicy(
+        days=settings.retention_days,
+        max_jobs=settings.retention_max_jobs,
+        interval_s=settings.retention_interval_s,
+    )
+    return RetentionSweeper(jobs.store, jobs.plots, policy)
+
+
+def _path_redactor(settings: Settings) -> PathRedactor:
+    roots = {"data root": settings.data_root, "checkpoint root": settings.checkpoint_root}
+    return PathRedactor({**roots, "state dir": settings.state_dir})
+
+
+def _lock_if_unshared(settings: Settings) -> StateDirLock | None:
+    """The SQLite store's state dir lock (one server per state dir); PostgreSQL replicas take none."""
+    return lock_state_dir(settings.state_dir) if settings.database_url_value() is None else None
+
+
+def _guard_config(settings: Settings) -> GuardConfig:
+    return GuardConfig(
+        api_key=settings.api_key_value(),
+        max_json_bytes=settings.max_json_bytes,
+        timeout_s=settings.body_timeout_s,
+        min_bytes_per_s=settings.body_min_bytes_per_s,
+    )
 
 
 def _job_manager(
@@ -118,6 +170,7 @@ def _job_manager(
     registry: ModelRegistry,
     runner: ValidationRunner,
     telemetry_: ServiceTelemetry,
+    redact_paths: PathRedactor,
 ) -> JobManager:
     return JobManager(
         store,
@@ -133,21 +186,29 @@ def _job_manager(
             claim_poll_s=settings.claim_poll_s,
             worker_nice=settings.worker_nice,
         ),
+        redact_paths,
     )
 
 
-def _lifespan(state: ServiceState) -> Callable[[FastAPI], Any]:
+def _lifespan(state: ServiceState, retention: RetentionSweeper) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Preload in the background: /live answers at once and /ready says 503 until the model is in.
+        if state.state_lock is None:  # the lifespan entered again after an exit released the lock
+            state.state_lock = _lock_if_unshared(state.settings)
         state.jobs.start()  # recover jobs a previous run left active, start the lease keeper
+        retention.start()
         preload = threading.Thread(target=_preload, args=(state,), name="smartcash-preload", daemon=True)
         preload.start()
         try:
             yield
         finally:
+            retention.stop()
             state.jobs.shutdown()
             state.jobs.store.close()
+            if state.state_lock is not None:
+                state.state_lock.release()
+                state.state_lock = None
 
     return lifespan
 
@@ -166,55 +227,6 @@ def _preload(state: ServiceState) -> None:
             log.error("preload of %s failed: %s", checkpoint, exc)
 
 
-class RequestContextMiddleware:
-    """Request id (``X-Request-ID`` in and out), access log, and the request-duration histogram.
-
-    Pure ASGI (not ``BaseHTTPMiddleware``) so streaming responses such as SSE pass through untouched.
-    """
-
-    def __init__(self, app: ASGIApp, telemetry: ServiceTelemetry) -> None:
-        self.app = app
-        self.telemetry = telemetry
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        request_id = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = request_id_var.set(request_id)
-        status_code = 500
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            self._record(scope, status_code, time.perf_counter() - started)
-            request_id_var.reset(token)
-
-    def _record(self, scope: Scope, status_code: int, seconds: float) -> None:
-        template = _route_template(scope)
-        self.telemetry.observe_request(scope["method"], template, status_code, seconds)
-        log.info(
-            "request",
-            extra={
-                "method": scope["method"],
-                "route": template,
-                "status": status_code,
-                "ms": round(seconds * 1000, 2),
-            },
-        )
-
-
 def cli_serve(args: argparse.Namespace) -> int:
     """``smartcash serve``: run the service with uvicorn (127.0.0.1 unless told otherwise)."""
     import uvicorn
@@ -224,17 +236,11 @@ def cli_serve(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update=overrides)
     configure_logging(settings.log_level, settings.log_json)
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except StoreConfigError as exc:  # a second server on this state dir, a bad database URL, ...
+        print(f"smartcash serve: {exc.message}\n  fix: {exc.fix}", file=sys.stderr)
+        return 2
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
 
-
-def _route_template(scope: Scope) -> str:
-    """The matched route's template (not the raw path: metric labels stay bounded). A mount (the offline
-    docs assets) has no route object: it is labelled by its prefix."""
-    template = getattr(scope.get("route"), "path", None)
-    if template:
-        return str(template)
-    if scope.get("endpoint") is not None and scope.get("root_path"):
-        return f"{scope['root_path']}/{{path}}"
-    return "unmatched"

@@ -8,7 +8,8 @@ import typing
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic_core import PydanticCustomError
 
 from service.registry import ModelEntry
 from service.store import JobRecord
@@ -71,8 +72,36 @@ class Health(BaseModel):
     workers_alive: bool = Field(False, description="every device worker thread is running")
 
 
+class StrictBody(BaseModel):
+    """A request body that refuses unknown fields with ONE error naming a few of them.
+
+    ``extra="forbid"`` alone reports one error per unknown field: a body of 60k unknown keys cost about a
+    second of event loop just to list the errors (issue 11). The check runs before field validation.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        known = set(fields) | {field.alias for field in fields.values() if field.alias}
+        unknown = [key for key in data if key not in known]
+        if unknown:
+            shown = ", ".join(repr(str(key)[:40]) for key in unknown[:3])
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            raise PydanticCustomError(
+                "unknown_fields",
+                "unknown fields {shown}{more} (known: {known})",
+                {"shown": shown, "more": more, "known": ", ".join(fields)},
+            )
+        return data
+
+
 # -- models ------------------------------------------------------------------------------------------
-class ModelLoadRequest(BaseModel):
+class ModelLoadRequest(StrictBody):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -131,7 +160,7 @@ class ModelList(BaseModel):
 
 
 # -- validations -------------------------------------------------------------------------------------
-class _ParamsInBase(BaseModel):
+class _ParamsInBase(StrictBody):
     """Knobs of one validation pass (the device comes from the model, the split from the request)."""
 
     model_config = ConfigDict(
@@ -164,7 +193,7 @@ ValidationParamsIn = create_model(
 )
 
 
-class ValidationRequest(BaseModel):
+class ValidationRequest(StrictBody):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={

@@ -87,6 +87,21 @@ class Settings(BaseSettings):
     )
     comparison_threads: int = Field(2, ge=1, le=64, description="threads one comparison computes on")
     comparison_max_concurrent: int = Field(2, ge=1, description="comparisons computed at once before 429")
+    # -- hardening (issue 11) --
+    max_json_bytes: int = Field(
+        64 * 1024, ge=1, description="largest JSON request body (413 beyond, unparsed); the API's are < 4 KB"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="grace before a request body must flow at body_min_bytes_per_s (408 after)"
+    )
+    body_min_bytes_per_s: int = Field(16 * 1024, ge=1, description="slowest mean body rate after it")
+    max_archive_member_bytes: int = Field(
+        64 * MiB, ge=1, description="uncompressed size of one archive member (checked before it is read)"
+    )
+    max_sse_connections: int = Field(32, ge=1, description="open /events streams per replica (429 beyond)")
+    retention_days: float = Field(30.0, ge=0, description="finished jobs older: deleted; 0: keep")
+    retention_max_jobs: int = Field(10_000, ge=0, description="newest finished jobs kept; 0: all")
+    retention_interval_s: float = Field(3600.0, gt=0, description="how often retention runs (and at start)")
     log_level: str = Field("info", description="debug, info, warning, error")
     log_json: bool = Field(True, description="one JSON object per log line")
 

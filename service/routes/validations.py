@@ -8,7 +8,7 @@ from collections.abc import AsyncIterable
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
@@ -35,6 +35,7 @@ from service.schemas import (
 )
 from service.sources import resolve_dataset_images
 from service.store import ImageQuery
+from service.streams import StreamSlotDep
 from service.uploads import parse_multipart, samples_from_files
 from smartcash_core.validation.precision import check_precision_for_device
 
@@ -207,6 +208,17 @@ def cancel_validation(record: JobRecordDep, jobs: JobsDep) -> ValidationJob:
     return ValidationJob.from_record(jobs.cancel(record.id), include_result=False)
 
 
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_READ_ERRORS,
+    summary="Delete a finished job with its per-image results and plots (409 while it is queued or runs)",
+)
+def delete_validation(record: JobRecordDep, jobs: JobsDep) -> Response:
+    jobs.delete(record.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get(
     "/{job_id}/images",
     response_model=PerImagePage,
@@ -272,11 +284,11 @@ def get_plot(
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses=_READ_ERRORS,
+    responses={**_READ_ERRORS, 429: {"model": ErrorResponse, "description": "too many open streams"}},
     summary="Server-Sent Events: `progress` while it runs, then one `status` with the final state",
 )
 async def validation_events(
-    record: JobRecordDep, jobs: JobsDep, state: StateDep
+    record: JobRecordDep, jobs: JobsDep, state: StateDep, _slot: StreamSlotDep
 ) -> AsyncIterable[ServerSentEvent]:
     # The job may run on this replica (memory, every batch) or another one (its store row, throttled).
     last: tuple[Any, ...] | None = None

@@ -91,6 +91,17 @@ class JobStore(Protocol):
 
     def get(self, job_id: str, with_result: bool = True) -> JobRecord | None: ...
 
+    def delete(self, job_id: str) -> str | None:
+        """Delete a finished job with its per-image rows and artifacts; returns the status it had (an
+        unfinished job is left as it is: the caller refuses), ``None`` when there is no such job."""
+        ...
+
+    def delete_finished(self, older_than_s: float | None, keep_newest: int | None) -> list[str]:
+        """Retention: delete finished jobs that finished more than ``older_than_s`` seconds ago, and every
+        finished job but the ``keep_newest`` most recently submitted ones (``None``: no such limit), with
+        their rows and artifacts; returns their ids. Active jobs are never touched."""
+        ...
+
     def list(self, offset: int, limit: int, status: str | None = None) -> tuple[list[JobRecord], int]:
         """Newest first; one page and the total count (with the same status filter)."""
         ...

@@ -22,6 +22,7 @@ from service.store import images
 from service.store.connection import Tx
 from service.store.records import (
     ACTIVE_STATUSES,
+    FINAL_STATUSES,
     RUNNING_STATUSES,
     CancelOutcome,
     ImagePage,
@@ -36,6 +37,7 @@ _COLUMNS = (
 )
 _ACTIVE = "(" + ", ".join(f"'{status}'" for status in ACTIVE_STATUSES) + ")"
 _RUNNING = "(" + ", ".join(f"'{status}'" for status in RUNNING_STATUSES) + ")"
+_FINAL = "(" + ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES)) + ")"
 _EXPIRED_ERROR = {
     "code": "interrupted",
     "message": "the replica holding this job stopped renewing its lease (it died or hung)",
@@ -215,6 +217,38 @@ class SqlJobStore(ABC):
                 )
             after = str(tx.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
         return CancelOutcome(before=before, after=after)
+
+    def delete(self, job_id: str) -> str | None:
+        with self._transaction(write=True) as tx:
+            row = tx.execute(f"SELECT status FROM jobs WHERE id = ?{self._ROW_LOCK}", (job_id,)).fetchone()
+            if row is None:
+                return None
+            if str(row[0]) in FINAL_STATUSES:  # per-image rows and artifacts go with it (ON DELETE CASCADE)
+                tx.execute(f"DELETE FROM jobs WHERE id = ? AND status IN {_FINAL}", (job_id,))
+        return str(row[0])
+
+    def delete_finished(self, older_than_s: float | None, keep_newest: int | None) -> list[str]:
+        conditions: list[str] = []
+        args: list[Any] = []
+        with self._transaction(write=True) as tx:
+            if older_than_s is not None:
+                conditions.append(f"COALESCE(finished_at, created_at) < {self._NOW} - ?")
+                args.append(older_than_s)
+            if keep_newest is not None:  # the seq of the newest finished job past the ones kept
+                row = tx.execute(
+                    f"SELECT seq FROM jobs WHERE status IN {_FINAL} ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                    (keep_newest,),
+                ).fetchone()
+                if row is not None:
+                    conditions.append("seq <= ?")
+                    args.append(row[0])
+            if not conditions:
+                return []
+            where = " OR ".join(conditions)
+            rows = tx.execute(
+                f"DELETE FROM jobs WHERE status IN {_FINAL} AND ({where}) RETURNING id", args
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def get(self, job_id: str, with_result: bool = True) -> JobRecord | None:
         columns = _COLUMNS + (", result" if with_result else "")

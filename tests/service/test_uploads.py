@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from service import uploads
+from service import archives
 from service.errors import BadUpload, PayloadTooLarge
 from service.uploads import UploadLimits, samples_from_files
 
@@ -117,7 +117,7 @@ def test_zip_directory_too_big_for_the_member_cap_is_refused_before_zipfile_pars
     def parse_nothing(*args: object, **kwargs: object) -> None:
         raise AssertionError("ZipFile parsed a central directory that the member cap refuses")
 
-    monkeypatch.setattr(uploads.zipfile, "ZipFile", parse_nothing)
+    monkeypatch.setattr(archives.zipfile, "ZipFile", parse_nothing)
     with pytest.raises(PayloadTooLarge, match="members"):
         samples_from_files([("flood.zip", flood)], LIMITS)
 
@@ -146,7 +146,7 @@ def test_bomb_hidden_in_a_tar_pax_header_is_refused() -> None:
         archive.addfile(info, io.BytesIO(b"A"))
     bomb = gzip.compress(buffer.getvalue())
     assert len(bomb) < 5_000
-    with pytest.raises(PayloadTooLarge, match="unpacks to more than"):
+    with pytest.raises(PayloadTooLarge, match=r"1000\d+-byte extended \(pax or long-name\) header"):
         samples_from_files([("bomb.tar.gz", bomb)], LIMITS)
 
 
@@ -192,7 +192,7 @@ def test_zip_end_record_is_found_behind_an_archive_comment(
     if members == 1:
         assert [s.name for s in samples_from_files([("c.zip", buffer.getvalue())], LIMITS)] == ["a.jpg"]
         return
-    monkeypatch.setattr(uploads.zipfile, "ZipFile", None)  # must be refused before ZipFile is called
+    monkeypatch.setattr(archives.zipfile, "ZipFile", None)  # must be refused before ZipFile is called
     with pytest.raises(PayloadTooLarge, match="members"):
         samples_from_files([("c.zip", buffer.getvalue())], LIMITS)
 
