@@ -22,7 +22,7 @@ from tests.postgres_server import PostgresCluster
 from tests.service.conftest import FAST_PARAMS, upload_files, wait_final
 from tests.service.servers import ServerProcess, sse_events
 
-SLOW_PARAMS: dict[str, Any] = {"imgsz": 160, "batch_size": 1, "workers": 0}  # 24 steps: time to act mid-run
+SLOW_PARAMS: dict[str, Any] = {"imgsz": 448, "batch_size": 1, "workers": 0}  # 24 steps: time to act mid-run
 TINY_PARAMS: dict[str, Any] = {"imgsz": 32, "batch_size": 2, "workers": 0}
 JOBS = 100
 _SUCCEEDED = re.compile(r'^smartcash_validation_jobs_total\{status="succeeded"\} (\S+)$', re.MULTILINE)
