@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from service.artifacts import PlotArtifacts
+from service.dataset_errors import job_error_code
 from service.errors import ServiceError
 from service.live import Job, LiveJobs
 from service.registry import ModelEntry, ModelRegistry
@@ -113,7 +114,7 @@ class JobExecutor:
         except Cancelled:
             outcome = self._stopped_outcome(job)
         except (ServiceError, SmartCashError) as exc:
-            code = exc.code if isinstance(exc, ServiceError) else type(exc).__name__
+            code = exc.code if isinstance(exc, ServiceError) else job_error_code(exc)
             outcome = Outcome("failed", error=error_body(code, _message(exc)))
         except Exception as exc:  # report the job as failed and keep serving
             log.exception("job %s crashed", job.id)

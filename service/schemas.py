@@ -65,6 +65,12 @@ class ErrorResponse(BaseModel):
     request_id: str | None = None
 
 
+class Liveness(BaseModel):
+    """The process answers; says nothing about models (``/v2/health/ready`` does)."""
+
+    status: Literal["ok"] = Field(examples=["ok"])
+
+
 class Health(BaseModel):
     status: Literal["ok", "not_ready"] = Field(examples=["ok"])
     models: int = Field(0, description="models loaded")
@@ -150,7 +156,8 @@ def _request_param_fields() -> dict[str, Any]:
     for name, spec in param_specs().items():
         if spec.in_request:
             default = getattr(defaults, name)
-            offered[name] = (hints[name], Field(default, ge=spec.ge, le=spec.le, description=spec.help))
+            described = f"{spec.help}; default: {spec.default_help}" if spec.default_help else spec.help
+            offered[name] = (hints[name], Field(default, ge=spec.ge, le=spec.le, description=described))
     return offered
 
 

@@ -43,7 +43,17 @@ class CheckpointTooLargeError(CheckpointError):
 
 
 class DatasetError(SmartCashError):
-    """A dataset cannot be used at all (missing path, no images)."""
+    """A dataset cannot be used at all (missing path, no images).
+
+    ``reason`` says which problem for programs (the service turns it into its error code): ``not_found``
+    (the path), ``split_missing`` (data.yaml has no such split), ``split_entry_missing`` (a split names a
+    path that does not exist), ``unreadable`` (data.yaml is not a readable YAML mapping), ``empty`` (no
+    usable image); ``""`` for anything else.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Cancelled(SmartCashError):

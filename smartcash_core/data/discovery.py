@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from smartcash_core.data.suggest import did_you_mean
 from smartcash_core.errors import DatasetError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -101,9 +102,9 @@ def read_data_yaml(yaml_path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise DatasetError(f"cannot read dataset file {yaml_path}: {exc}") from exc
+        raise DatasetError(f"cannot read dataset file {yaml_path}: {exc}", "unreadable") from exc
     if not isinstance(data, dict):
-        raise DatasetError(f"{yaml_path} must be a YAML mapping with path/train/val/names")
+        raise DatasetError(f"{yaml_path} must be a YAML mapping with path/train/val/names", "unreadable")
     return data
 
 
@@ -194,7 +195,8 @@ class DatasetDiscovery:
 
     def __iter__(self) -> Iterator[DatasetFile]:
         if not self.source.exists():
-            raise DatasetError(f"dataset path {self.source} does not exist")
+            suggestion = did_you_mean(self.source)
+            raise DatasetError(f"dataset path {self.source} does not exist{suggestion}", "not_found")
         yaml_path = self.source if self.source.is_file() else find_data_yaml(self.source)
         if yaml_path is not None:
             yield from self._from_data_yaml(yaml_path)
@@ -217,7 +219,7 @@ class DatasetDiscovery:
         entry = self.config.get(self.split)
         if entry is None:
             known = [key for key in ("train", "val", "test") if self.config.get(key)]
-            raise DatasetError(f"{yaml_path} has no '{self.split}' split (it names {known})")
+            raise DatasetError(f"{yaml_path} has no '{self.split}' split (it names {known})", "split_missing")
         named = [Path(str(item)) for item in (entry if isinstance(entry, list) else [entry])]
         targets = [(item, item if item.is_absolute() else self.root / item) for item in named]
         for item, target in targets:  # every entry is named before any is walked or read
@@ -236,7 +238,8 @@ class DatasetDiscovery:
             yield from self._image(target, None)
         else:
             raise DatasetError(
-                f"split entry {str(entry)!r} of {yaml_path} does not exist (resolved to {target})"
+                f"split entry {str(entry)!r} of {yaml_path} does not exist (resolved to {target})",
+                "split_entry_missing",
             )
 
     def _list_file(self, list_file: Path) -> Iterator[DatasetFile]:

@@ -28,13 +28,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from smartcash_core.cache import get_cache_info
+from smartcash_core.cache import USAGE_FIELDS, get_cache_info, track_cache_usage
 from smartcash_core.data.images import EXACT_DRAFT, FAST_DRAFT
 from smartcash_core.data.loader import BatchLoader, LoadedBatch
 from smartcash_core.errors import Cancelled, MetricStateError
 from smartcash_core.validation.accumulators.base import Accumulator, ResultDraft
 from smartcash_core.validation.accumulators.standard import standard_accumulators
 from smartcash_core.validation.detections import processed_batch, suppress
+from smartcash_core.validation.imgsz import resolve_imgsz
 from smartcash_core.validation.inference import Forward
 from smartcash_core.validation.params import (
     ProgressCallback,
@@ -74,13 +75,14 @@ def run_validation(
 @dataclass
 class PassLog:
     """The pass's own bookkeeping beside the accumulators: images and instances validated, skipped files
-    and lines (``{file, line, reason}``), and seconds per stage."""
+    and lines (``{file, line, reason}``), seconds per stage, warnings, and its own cache use."""
 
     images: int = 0
     instances: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[ValidationWarning] = field(default_factory=list)
+    cache_usage: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def warn(self, code: str, message: str) -> None:
         """Record a warning once (every shard of a distributed pass may raise the same one)."""
@@ -97,6 +99,10 @@ class PassLog:
             self.warn(*warning)
         for stage, seconds in other.stage_seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        for cache, counts in other.cache_usage.items():
+            mine = self.cache_usage.setdefault(cache, dict.fromkeys(USAGE_FIELDS, 0))
+            for name, amount in counts.items():
+                mine[name] = mine.get(name, 0) + amount
 
 
 @dataclass
@@ -129,25 +135,41 @@ def collect_validation_state(
     """Run the pass over ``source`` (or the ``shard`` of its sample indices) without computing results.
 
     ``accumulators``: fresh ones to feed instead of :func:`standard_accumulators` (in result order).
+    ``params.imgsz`` ``None`` means the checkpoint's size; sizes off the stride are rounded up (a warning).
     """
     check_params(params)
-    plan = plan_pass(source, params, model.class_table.num_fine, model.stride, shard)
-    chosen = standard_accumulators(model, params) if accumulators is None else list(accumulators)
-    processor = BatchProcessor(model, params, plan, chosen)
+    params, imgsz = resolve_imgsz(params, model)
+    with track_cache_usage() as usage:
+        plan = plan_pass(source, params, model.class_table.num_fine, model.stride, shard)
+        chosen = standard_accumulators(model, params) if accumulators is None else list(accumulators)
+        processor = BatchProcessor(model, params, plan, chosen)
+        if imgsz.warning is not None:
+            processor.log.warn(*imgsz.warning)
+        feed_batches(processor, cancel, on_progress)
+    processor.log.cache_usage = usage.snapshot()
+    return ValidationState(processor.accumulators, processor.log)
+
+
+def feed_batches(
+    processor: BatchProcessor, cancel: threading.Event | None, on_progress: ProgressCallback | None
+) -> None:
+    """Decode the plan's batches in the background and push each through ``processor``."""
+    params, plan = processor.params, processor.plan
     draft = FAST_DRAFT if params.fast_decode else EXACT_DRAFT
     pin_memory = processor.forward.device.type == "cuda"
-    with BatchLoader(plan.plans, params.imgsz, params.workers, pin_memory=pin_memory, draft=draft) as loader:
+    imgsz = int(params.imgsz or 0)  # resolved by the caller
+    with BatchLoader(plan.plans, imgsz, params.workers, pin_memory=pin_memory, draft=draft) as loader:
         for batch in batches_until_cancelled(loader, cancel, processor.log.stage_seconds):
             processor.process(batch)
             if on_progress is not None:
                 on_progress(processor.images_seen, plan.total_images, "validate")
-    return ValidationState(processor.accumulators, processor.log)
 
 
 def build_result(
     state: ValidationState, model: LoadedModel, params: ValidationParams, wall_s: float
 ) -> ValidationResult:
     """Let every accumulator of a (possibly merged) state write its part, and assemble the result."""
+    params = resolve_imgsz(params, model)[0]  # the size the pass used, as collect_validation_state chose it
     draft = ResultDraft(class_table=model.class_table, protocol=params.protocol)
     log = state.log
     with timed(log.stage_seconds, "metrics"):
@@ -159,10 +181,11 @@ def build_result(
         speed_ms_per_image=speed_ms_per_image(log.stage_seconds, max(log.images, 1)),
         wall_s=wall_s,
         cache=get_cache_info(),
+        cache_job=log.cache_usage,
         per_image=draft.per_image,
         params=params.to_dict(),
         model=model_summary(model),
-        warnings=[warning.to_dict() for warning in log.warnings],
+        warnings=[warning.to_dict() for warning in dict.fromkeys([*log.warnings, *draft.warnings])],
         evaluator=draft.evaluator,
     )
 
