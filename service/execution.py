@@ -117,8 +117,7 @@ class JobExecutor:
             code = exc.code if isinstance(exc, ServiceError) else job_error_code(exc)
             outcome = Outcome("failed", error=error_body(code, _message(exc)))
         except Exception as exc:  # report the job as failed and keep serving
-            log.exception("job %s crashed", job.id)
-            outcome = Outcome("failed", error=error_body("internal_error", f"{type(exc).__name__}: {exc}"))
+            outcome = self._crash_outcome(job, exc)
         else:
             outcome = Outcome("succeeded", result.to_dict(), artifacts=self.plots.collect(job.id, result))
         self.finish(job, outcome, started)
@@ -132,6 +131,13 @@ class JobExecutor:
             raise ServiceError("the uploaded files were lost: the replica restarted", "upload them again")
         split = str(job.params.get("split", "val"))
         return job.entry.loaded, self._resolve_dataset(job.source, split), ValidationParams(**job.params)
+
+    def _crash_outcome(self, job: Job, exc: Exception) -> Outcome:
+        if self.stopping:  # the process exits under the job (its thread pools refuse work): not a bug
+            job.stop("stopping")
+            return self._stopped_outcome(job)
+        log.exception("job %s crashed", job.id)
+        return Outcome("failed", error=error_body("internal_error", f"{type(exc).__name__}: {exc}"))
 
     @staticmethod
     def _stopped_outcome(job: Job) -> Outcome:

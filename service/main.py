@@ -27,7 +27,7 @@ from service.errors import ServiceError, install_error_handlers
 from service.jobs import JobManager, QueueConfig, ValidationRunner
 from service.logs import configure_logging, new_request_id, request_id_var
 from service.registry import ModelLoader, ModelRegistry
-from service.routes import cache, health, models, telemetry, validations
+from service.routes import cache, checkpoints, health, models, telemetry, validations
 from service.settings import Settings
 from service.sources import resolve_dataset
 from service.store import JobStore, open_store
@@ -101,7 +101,7 @@ def create_app(
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    for module in (models, validations, cache):
+    for module in (models, checkpoints, validations, cache):
         app.include_router(module.router, dependencies=protected)
     app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)

@@ -19,9 +19,9 @@ from service.artifacts import no_result_reason
 from service.deps import JobRecordDep, JobsDep, ServiceState, StateDep
 from service.errors import Conflict, Unprocessable
 from service.jobs import JobManager
+from service.openapi_examples import error_responses
 from service.schemas import (
     MODEL_NAME_PATTERN,
-    ErrorResponse,
     ImageSort,
     JobStatusName,
     PerImagePage,
@@ -39,12 +39,9 @@ from service.uploads import parse_multipart, samples_from_files
 from smartcash_core.validation.imgsz import with_default_imgsz
 
 router = APIRouter(prefix="/v1/validations", tags=["validations"])
-_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 429)
-}
-_READ_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 404, 409, 422)
-}
+_SUBMIT_ERRORS = error_responses(400, 401, 404, 422, 429, examples={400: "dataset_split_missing"})
+_UPLOAD_ERRORS = error_responses(400, 401, 404, 413, 415, 422, 429, examples={400: "bad_upload"})
+_READ_ERRORS = error_responses(401, 404, 409, 422)
 _SSE_POLL_S = 0.1  # a job running on this replica: its memory is read this often
 _UPLOAD_BODY = {
     "requestBody": {
@@ -126,7 +123,7 @@ def _check_wait(wait: bool, images: int, wait_max: int, what: str) -> None:
     "/upload",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ValidationJob,
-    responses={**_SUBMIT_ERRORS, 200: {"model": ValidationJob, "description": "finished result (wait=true)"}},
+    responses={**_UPLOAD_ERRORS, 200: {"model": ValidationJob, "description": "finished result (wait=true)"}},
     openapi_extra=_UPLOAD_BODY,
     summary="Validate a model on uploaded images + labels (or one archive)",
 )
