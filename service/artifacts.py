@@ -16,9 +16,10 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from service.errors import NotFound
-from service.store import JobStore
+from service.store import FINAL_STATUSES, JobStore
 from smartcash_core.errors import SmartCashError
 from smartcash_core.validation.params import ValidationResult
 
@@ -65,13 +66,21 @@ class PlotArtifacts:
         """Names of the job's plots; ``NotFound`` when it has none (unfinished, failed, no matplotlib)."""
         from smartcash_core.validation.plots import PLOT_NAMES
 
-        if status != "succeeded" or not self.enabled or self._plot_data_path(job_id) is None:
-            fix = (
-                "plots exist for succeeded jobs once the service has matplotlib "
-                "(pip install 'smartcash-validation[plots]')"
-            )
-            raise NotFound(f"job {job_id} has no plots ({status})", fix)
+        if status != "succeeded":
+            raise NotFound(*no_result_reason(job_id, status, self._error(job_id, status)))
+        if not self.enabled:
+            fix = "install the plots extra on the service: pip install 'smartcash-validation[plots]'"
+            raise NotFound(f"job {job_id} has no plots: this service has no matplotlib", fix)
+        if self._plot_data_path(job_id) is None:
+            fix = "validate again on a service with matplotlib: plot data is saved when a job finishes"
+            raise NotFound(f"job {job_id} has no plots: it finished without plot data", fix)
         return list(PLOT_NAMES)
+
+    def _error(self, job_id: str, status: str) -> dict[str, Any] | None:
+        if status not in FINAL_STATUSES:
+            return None
+        record = self.store.get(job_id, with_result=False)
+        return None if record is None else record.error
 
     def path(self, job_id: str, name: str, status: str) -> Path:
         """The PNG of plot ``name`` (rendered from the plot data on first request)."""
@@ -105,6 +114,17 @@ class PlotArtifacts:
             return [entry for entry in self.cache_dir.iterdir() if entry.is_dir()]
         except FileNotFoundError:
             return []
+
+
+def no_result_reason(job_id: str, status: str, error: dict[str, Any] | None) -> tuple[str, str]:
+    """``(message, fix)`` for reading the result (per-image rows, plots) of a job that has none."""
+    if status not in FINAL_STATUSES:
+        return f"job {job_id} is {status}: it has no result yet", "wait until its status is succeeded"
+    why = f": {error.get('code')}: {error.get('message')}" if error else ""
+    return (
+        f"job {job_id} {status}{why}; it has no result",
+        "fix what the error says and submit a new validation (GET /v1/validations/{id} shows the error)",
+    )
 
 
 def _write_atomically(path: Path, content: bytes) -> None:

@@ -10,21 +10,24 @@ or labels) and refuses any touched file that resolves outside the root: once bef
 
 The walk names each path before the reader would open it, so a refusal stops it before anything behind
 the refused path is listed or read. Where the reader itself would stop (no such split, a split entry that
-does not exist, a data.yaml that is not YAML), the check stops too and leaves the error to the job.
+does not exist, a data.yaml that is not YAML), the check stops too and reports where (``DatasetWalk``), so
+the caller can refuse the request with a precise code instead of queuing a job that cannot run.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
+from service.dataset_errors import relative_to_root
 from service.errors import PathRejected, UnsafeDatasetRejected
 from service.jobs import ValidationRunner
 from service.paths import resolve_path
 from smartcash_core.checkpoint import LoadedModel
 from smartcash_core.data.discovery import DatasetDiscovery, DatasetFile, FileRole
 from smartcash_core.data.limits import shorten
-from smartcash_core.errors import DatasetError, UnsafeDatasetFile
+from smartcash_core.errors import DatasetError, SmartCashError, UnsafeDatasetFile
 from smartcash_core.validation.params import (
     ProgressCallback,
     ValidationParams,
@@ -38,12 +41,21 @@ _FIX = (
 )
 
 
-def check_dataset_contained(data_root: Path, dataset: Path, split: str, shown: str) -> int | None:
+@dataclass(frozen=True)
+class DatasetWalk:
+    """What the containment walk saw: ``images`` found (not counting missing list entries) and, when the
+    walk stopped where the reader would stop too, the reader's error (``stopped``)."""
+
+    images: int
+    stopped: DatasetError | None = None
+
+
+def check_dataset_contained(data_root: Path, dataset: Path, split: str, shown: str) -> DatasetWalk:
     """Refuse (``PathRejected``, 400) a dataset that would make the library read outside ``data_root``.
 
     ``dataset`` is the resolved directory or data.yaml; ``shown`` is the client's name for it. Problems
-    the library reports by itself (unreadable yaml, missing split) are left to the job. Returns how many
-    images the walk found (an upper bound of the job's samples), None when it stopped where the reader would.
+    the library reports by itself (unreadable yaml, missing split) stop the walk and come back in the
+    returned :class:`DatasetWalk`; the caller decides.
     """
     root = data_root.resolve()
     discovery = DatasetDiscovery(dataset, split, resolve=lambda path: resolve_path(path, "dataset", shown))
@@ -59,18 +71,18 @@ def check_dataset_contained(data_root: Path, dataset: Path, split: str, shown: s
                 )
     except UnsafeDatasetFile as exc:  # refused unparsed (size, aliases, depth): the job would refuse it too
         raise UnsafeDatasetRejected(
-            f"dataset {shown!r}: {_under(root, exc.file)}: {exc.reason}",
+            f"dataset {shown!r}: {_under(root, exc.file)}: {exc.why}",
             "write data.yaml as plain YAML of a few KB: no aliases (*name), little nesting",
         ) from exc
     except DatasetError as exc:
         if isinstance(exc.__cause__, OSError):  # data.yaml exists but cannot be read (permissions, I/O)
             raise _unreadable(shown, exc.__cause__) from exc
-        return None  # the reader stops at the same place, before reading anything behind it
+        return DatasetWalk(images, exc)  # the reader stops at the same place, before reading behind it
     except UnicodeDecodeError:
-        return None  # a list file that is not text: the reader fails on it the same way
+        return DatasetWalk(images)  # a list file that is not text: the reader fails on it the same way
     except OSError as exc:  # an over-long or unreadable name in data.yaml or a list file
         raise _unreadable(shown, exc) from exc
-    return images
+    return DatasetWalk(images)
 
 
 def _role(found: DatasetFile) -> str:
@@ -95,7 +107,8 @@ def contained_runner(runner: ValidationRunner, data_root: Path) -> ValidationRun
     """``runner`` that re-checks a dataset source just before the library reads it.
 
     The queue may hold a job for minutes; a symlink swapped in meanwhile must not be followed. A refusal
-    fails the job as a ``DatasetError`` naming the file.
+    fails the job as a ``DatasetError`` naming the file. Library errors leave with the data root taken
+    out of their messages (the client named the dataset relative to it).
     """
 
     def run(
@@ -110,6 +123,10 @@ def contained_runner(runner: ValidationRunner, data_root: Path) -> ValidationRun
                 check_dataset_contained(data_root, Path(source), params.split, str(source))
             except PathRejected as exc:
                 raise DatasetError(exc.message) from exc
-        return runner(model, source, params, on_progress, cancel)
+        try:
+            return runner(model, source, params, on_progress, cancel)
+        except SmartCashError as exc:
+            exc.args = (relative_to_root(str(exc), data_root), *exc.args[1:])
+            raise
 
     return run

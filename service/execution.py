@@ -20,6 +20,7 @@ from typing import Any
 
 from service.artifacts import PlotArtifacts
 from service.comparisons import state_artifact
+from service.dataset_errors import job_error_code
 from service.errors import ServiceError
 from service.live import Job, LiveJobs
 from service.redact import no_redaction, redact_reports
@@ -117,12 +118,10 @@ class JobExecutor:
         except Cancelled:
             outcome = self._stopped_outcome(job)
         except (ServiceError, SmartCashError) as exc:
-            code = exc.code if isinstance(exc, ServiceError) else type(exc).__name__
+            code = exc.code if isinstance(exc, ServiceError) else job_error_code(exc)
             outcome = Outcome("failed", error=error_body(code, self._redact(_message(exc))))
         except Exception as exc:  # report the job as failed and keep serving
-            log.exception("job %s crashed", job.id)
-            message = self._redact(f"{type(exc).__name__}: {exc}")
-            outcome = Outcome("failed", error=error_body("internal_error", message))
+            outcome = self._crash_outcome(job, exc)
         else:
             summary = redact_reports(result.to_dict(), self._redact)
             artifacts = {**self.plots.collect(job.id, result), **state_artifact(job, result)}
@@ -138,6 +137,13 @@ class JobExecutor:
             raise ServiceError("the uploaded files were lost: the replica restarted", "upload them again")
         split = str(job.params.get("split", "val"))
         return job.entry.loaded, self._resolve_dataset(job.source, split), ValidationParams(**job.params)
+
+    def _crash_outcome(self, job: Job, exc: Exception) -> Outcome:
+        if self.stopping:  # the process exits under the job (its thread pools refuse work): not a bug
+            job.stop("stopping")
+            return self._stopped_outcome(job)
+        log.exception("job %s crashed", job.id)
+        return Outcome("failed", error=error_body("internal_error", f"{type(exc).__name__}: {exc}"))
 
     @staticmethod
     def _stopped_outcome(job: Job) -> Outcome:

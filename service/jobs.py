@@ -188,9 +188,10 @@ class JobManager:
 
     def with_live_progress(self, record: JobRecord) -> JobRecord:
         """The record with this replica's in-memory progress when the job runs here (fresher than the
-        throttled copy in the store)."""
+        throttled copy in the store). A record read before the job's claim (``started_at`` unset) stays
+        as read: ``queued`` with no start time, never ``running`` without one."""
         job = self.live(record.id)
-        if job is not None and job.running:
+        if job is not None and job.running and record.started_at is not None:
             state = job.snapshot()
             if record.status not in FINAL_STATUSES and state["status"] not in FINAL_STATUSES:
                 record.done, record.total, record.stage = state["done"], state["total"], state["stage"]

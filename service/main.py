@@ -33,7 +33,7 @@ from service.redact import PathRedactor
 from service.registry import ModelLoader, ModelRegistry
 from service.request_context import RequestContextMiddleware
 from service.retention import RetentionPolicy, RetentionSweeper
-from service.routes import cache, comparisons, health, models, telemetry, validations
+from service.routes import cache, checkpoints, comparisons, health, models, telemetry, validations
 from service.runtime_dirs import keep_caches_under
 from service.settings import Settings
 from service.sources import resolve_dataset
@@ -111,7 +111,7 @@ def _mount(app: FastAPI, settings: Settings, telemetry_: ServiceTelemetry) -> No
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    for module in (models, validations, cache, comparisons):
+    for module in (models, checkpoints, validations, cache, comparisons):
         app.include_router(module.router, dependencies=protected)
     app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)

@@ -21,34 +21,53 @@ DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelling", "cancelled", "interrupted"]
 
+def _example_class(class_id: int, name: str, ap50: float, instances: int) -> dict[str, Any]:
+    return {
+        "id": class_id, "name": name, "ap50": ap50, "ap50_95": round(ap50 * 0.8, 3), "precision": 0.91,
+        "recall": 0.88, "instances": instances, "images": instances // 2,
+    }
+
+
+def _example_cache(hits: int, misses: int, stored: int) -> dict[str, int]:
+    return {"hits": hits, "misses": misses, "hit_bytes": hits * 196608, "stored_bytes": stored}
+
+
+# The shape of a real result (a test compares its keys with a real one), shortened to one class per view.
 _EXAMPLE_RESULT: dict[str, Any] = {
     "metrics": {
-        "map50": 0.912,
-        "map50_95": 0.655,
-        "precision": 0.88,
-        "recall": 0.86,
-        "per_class": [
-            {
-                "id": 0,
-                "name": "1000",
-                "ap50": 0.95,
-                "ap50_95": 0.7,
-                "precision": 0.9,
-                "recall": 0.88,
-                "instances": 12,
-            }
-        ],
-        "fine": [],
-        "classification": {},
+        "protocol": "yolo",
+        "map50": 0.875, "map50_95": 0.723, "precision": 0.673, "recall": 0.858,
+        "per_class": [_example_class(0, "1000", 0.966, 14)],
+        "fine": {
+            "map50": 0.886, "map50_95": 0.734, "precision": 0.666, "recall": 0.866,
+            "per_class": [_example_class(0, "1000_whole", 0.96, 7)],
+        },
+        "classification": {
+            "images": 32, "decision_conf": 0.25, "accuracy": 0.75, "macro_precision": 0.71,
+            "macro_recall": 0.69, "macro_f1": 0.7, "labels": ["1000", "2000", "none"],
+            "confusion_matrix": [[6, 0, 1], [1, 7, 0], [0, 0, 0]],
+        },
     },
-    "dataset": {"images": 16, "instances": 40, "skipped": []},
-    "speed_ms_per_image": {"decode": 1.2, "preprocess": 0.4, "inference": 9.8, "nms": 0.6, "metrics": 0.1},
+    "dataset": {"images": 32, "instances": 173, "skipped": []},
+    "speed_ms_per_image": {
+        "decode": 1.2, "preprocess": 0.4, "inference": 9.8, "nms": 0.6, "metrics": 0.1, "loader_wait": 0.3,
+    },
     "wall_s": 0.42,
     "cache": {
-        "image": {"hits": 0, "misses": 16, "evictions": 0, "entries": 16, "bytes": 1234, "max_bytes": 9}
+        "image": {"hits": 32, "misses": 32, "evictions": 0, "entries": 32, "bytes": 6291456,
+                  "max_bytes": 1073741824},
     },
-    "params": {"imgsz": 320, "batch_size": 16},
-    "model": {"sha256": "ab12..."},
+    "cache_job": {"image": _example_cache(32, 0, 0), "label": _example_cache(32, 0, 0)},
+    "params": {
+        "imgsz": 256, "batch_size": 16, "conf_thres": 0.001, "iou_thres": 0.6, "max_det": 300,
+        "multi_label": True, "rect": True, "protocol": "yolo", "device": "cpu", "half": False, "workers": 2,
+        "split": "val", "compute_loss": False, "fast_decode": False,
+    },
+    "model": {
+        "source": "demo_yolov5n.safetensors", "sha256": "bdacf433dc67...", "imgsz": 256, "stride": 32,
+        "num_classes": 17, "num_params": 1786918, "device": "cpu",
+    },
+    "warnings": [],
 }
 
 
@@ -64,6 +83,12 @@ class ErrorResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
     error: ErrorDetail
     request_id: str | None = None
+
+
+class Liveness(BaseModel):
+    """The process answers; says nothing about models (``/v2/health/ready`` does)."""
+
+    status: Literal["ok"] = Field(examples=["ok"])
 
 
 class Health(BaseModel):
@@ -159,6 +184,19 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
 
 
+class CheckpointFileInfo(BaseModel):
+    path: str = Field(description="relative to the checkpoint root: what POST /v1/models takes", examples=[
+        "demo_yolov5n.safetensors"])
+    size: int = Field(description="bytes", examples=[3627660])
+    sha256: str | None = Field(None, description="file digest, known once a model is loaded from it")
+    loaded_as: list[str] = Field(description="names of the models loaded from this file", examples=[["demo"]])
+
+
+class CheckpointList(BaseModel):
+    items: list[CheckpointFileInfo]
+    truncated: bool = Field(description="true when the root holds more files than were listed")
+
+
 # -- validations -------------------------------------------------------------------------------------
 class _ParamsInBase(StrictBody):
     """Knobs of one validation pass (the device comes from the model, the split from the request)."""
@@ -179,7 +217,8 @@ def _request_param_fields() -> dict[str, Any]:
     for name, spec in param_specs().items():
         if spec.in_request:
             default = getattr(defaults, name)
-            offered[name] = (hints[name], Field(default, ge=spec.ge, le=spec.le, description=spec.help))
+            described = f"{spec.help}; default: {spec.default_help}" if spec.default_help else spec.help
+            offered[name] = (hints[name], Field(default, ge=spec.ge, le=spec.le, description=described))
     return offered
 
 

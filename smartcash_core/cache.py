@@ -10,6 +10,10 @@ Four named caches live in the registry:
 
 Sizes are counted in bytes, not entries, because one 1280x960 image weighs as much as thousands of label
 arrays. A value larger than the whole cache is simply not stored (it would evict everything for nothing).
+
+``get_cache_info()`` is process-wide. What one validation pass gained from the caches is counted apart, by
+:func:`track_cache_usage`: a context variable names the pass's :class:`CacheUsage`, so concurrent passes
+(one per device in the service) never mix; worker threads join it through :func:`bind_cache_usage`.
 """
 
 from __future__ import annotations
@@ -17,14 +21,18 @@ from __future__ import annotations
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import numpy as np
 import torch
 
 V = TypeVar("V")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 MiB = 1024 * 1024
 DEFAULT_MAX_BYTES: dict[str, int] = {
@@ -57,6 +65,61 @@ def estimate_nbytes(value: Any) -> int:
     if isinstance(reported, int):
         return reported
     return sys.getsizeof(value)
+
+
+USAGE_FIELDS = ("hits", "misses", "hit_bytes", "stored_bytes")
+
+
+class CacheUsage:
+    """One pass's own use of the caches, per cache: ``hits``, ``misses``, ``hit_bytes`` (bytes served from
+    the cache: work skipped) and ``stored_bytes`` (bytes this pass added). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, dict[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, cache: str, **amounts: int) -> None:
+        with self._lock:
+            counts = self._counts.setdefault(cache, dict.fromkeys(USAGE_FIELDS, 0))
+            for name, amount in amounts.items():
+                counts[name] += amount
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """Every registry cache (zeros when untouched), in registry order."""
+        with self._lock:
+            zeros = dict.fromkeys(USAGE_FIELDS, 0)
+            return {name: dict(self._counts.get(name, zeros)) for name in CACHE_NAMES}
+
+
+_USAGE: ContextVar[CacheUsage | None] = ContextVar("smartcash_cache_usage", default=None)
+
+
+@contextmanager
+def track_cache_usage() -> Iterator[CacheUsage]:
+    """Count every cache access made in this context (and in workers bound to it) into a new usage."""
+    usage = CacheUsage()
+    token = _USAGE.set(usage)
+    try:
+        yield usage
+    finally:
+        _USAGE.reset(token)
+
+
+def bind_cache_usage(function: Callable[P, R]) -> Callable[P, R]:
+    """``function`` counting into the caller's usage when it runs on another thread (a thread pool's
+    workers do not inherit context variables)."""
+    usage = _USAGE.get()
+    if usage is None:
+        return function
+
+    def bound(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = _USAGE.set(usage)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _USAGE.reset(token)
+
+    return bound
 
 
 @dataclass
@@ -93,10 +156,16 @@ class LRUCache(Generic[V]):
             entry = self._entries.get(key)
             if entry is None:
                 self._stats.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self._stats.hits += 1
-            return entry[0]
+            else:
+                self._entries.move_to_end(key)
+                self._stats.hits += 1
+        usage = _USAGE.get()
+        if usage is not None:
+            if entry is None:
+                usage.add(self.name, misses=1)
+            else:
+                usage.add(self.name, hits=1, hit_bytes=entry[1])
+        return None if entry is None else entry[0]
 
     def put(self, key: Hashable, value: V, nbytes: int | None = None) -> bool:
         """Store ``value``; evict least recently used entries until it fits. Returns whether it was stored."""
@@ -108,7 +177,10 @@ class LRUCache(Generic[V]):
             self._entries[key] = (value, size)
             self._bytes += size
             self._evict_locked()
-            return True
+        usage = _USAGE.get()
+        if usage is not None:
+            usage.add(self.name, stored_bytes=size)
+        return True
 
     def get_or_create(self, key: Hashable, factory: Callable[[], V], nbytes: int | None = None) -> V:
         """The cached value, or ``factory()`` stored and returned. ``factory`` runs outside the lock."""

@@ -43,17 +43,29 @@ class CheckpointTooLargeError(CheckpointError):
 
 
 class DatasetError(SmartCashError):
-    """A dataset cannot be used at all (missing path, no images)."""
+    """A dataset cannot be used at all (missing path, no images).
+
+    ``reason`` says which problem for programs (the service turns it into its error code): ``not_found``
+    (the path), ``split_missing`` (data.yaml has no such split), ``split_entry_missing`` (a split names a
+    path that does not exist), ``unreadable`` (data.yaml is not a readable YAML mapping),
+    ``unsafe`` (:class:`UnsafeDatasetFile`),
+    ``empty`` (no usable image); ``""`` for anything else.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class UnsafeDatasetFile(DatasetError):
     """A dataset file is refused before it is parsed in full: over a size cap, YAML aliases, too deeply
-    nested (``smartcash_core.data.limits``). ``file`` names it, ``reason`` says why (without the file)."""
+    nested (``smartcash_core.data.limits``). ``file`` names it, ``why`` says why (without the file);
+    ``reason`` is ``unsafe``."""
 
-    def __init__(self, file: str, reason: str) -> None:
-        super().__init__(f"{file}: {reason}")
+    def __init__(self, file: str, why: str) -> None:
+        super().__init__(f"{file}: {why}", "unsafe")
         self.file = file
-        self.reason = reason
+        self.why = why
 
 
 class MemoryBudgetError(SmartCashError, ValueError):

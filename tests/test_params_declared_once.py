@@ -4,6 +4,7 @@ service's request schema and the one bounds check all follow that declaration.""
 from __future__ import annotations
 
 import argparse
+import typing
 from dataclasses import fields, replace
 
 import pydantic
@@ -58,13 +59,20 @@ def test_request_schema_offers_exactly_the_request_fields_with_the_same_defaults
     )
 
 
+def value_type(name: str) -> type:
+    """The field's value type (``int`` for ``int | None``: a ``None`` default is resolved by the pass)."""
+    hint = typing.get_type_hints(ValidationParams)[name]
+    members = [member for member in typing.get_args(hint) if member is not type(None)] or [hint]
+    return members[0]
+
+
 def out_of_bounds_values() -> list[tuple[str, object]]:
     cases: list[tuple[str, object]] = []
     for name, spec in param_specs().items():
         if spec.ge is not None:
-            cases.append((name, type(getattr(ValidationParams(), name))(spec.ge - 1)))
+            cases.append((name, value_type(name)(spec.ge - 1)))
         if spec.le is not None:
-            cases.append((name, type(getattr(ValidationParams(), name))(spec.le + 1)))
+            cases.append((name, value_type(name)(spec.le + 1)))
         if spec.choices is not None:
             cases.append((name, "nonsense"))
     return cases
@@ -86,8 +94,23 @@ def test_one_bound_refuses_in_the_library_the_cli_and_the_api(name: str, value: 
 @pytest.mark.parametrize("name", [name for name, spec in param_specs().items() if spec.ge is not None])
 def test_bounds_themselves_are_accepted(name: str) -> None:
     spec = param_specs()[name]
-    kind = type(getattr(ValidationParams(), name))
+    kind = value_type(name)
     for edge in (spec.ge, spec.le):
         check_params(replace(ValidationParams(), **{name: kind(edge)}))
         if spec.in_request:
             ValidationParamsIn(**{name: kind(edge)})
+
+
+def test_a_default_resolved_by_the_pass_is_said_so_in_the_cli_and_the_schema() -> None:
+    """``imgsz`` defaults to the checkpoint's size: help and schema say so instead of showing ``None``."""
+    spec = param_specs()["imgsz"]
+    assert ValidationParams().imgsz is None and spec.default_help
+    check_params(ValidationParams())  # None is the documented default, not out of bounds
+    from smartcash_core.cli import build_parser
+
+    parser, _ = build_parser()
+    help_text = " ".join(parser._subparsers._group_actions[0].choices["validate"].format_help().split())
+    assert f"(default: {spec.default_help})" in help_text and "default: None" not in help_text
+    schema = ValidationParamsIn.model_json_schema()["properties"]["imgsz"]
+    assert schema["default"] is None and spec.default_help in schema["description"]
+    assert params_from_args(cli_parser().parse_args(["--imgsz", "300"])).imgsz == 300

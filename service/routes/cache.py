@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.deps import StateDep
-from service.schemas import CacheCleared, CacheStats, ErrorResponse
+from service.openapi_examples import error_responses
+from service.schemas import CacheCleared, CacheStats
 
-router = APIRouter(prefix="/v1/cache", tags=["cache"], responses={401: {"model": ErrorResponse}})
+router = APIRouter(prefix="/v1/cache", tags=["cache"], responses=error_responses(401))
 
 
 @router.get("", response_model=dict[str, CacheStats], summary="Per cache: hits, misses, evictions, bytes")

@@ -6,14 +6,18 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from service.deps import StateDep
-from service.schemas import Health
+from service.schemas import Health, Liveness
 
 router = APIRouter(prefix="/v2/health", tags=["health"])
 
 
-@router.get("/live", response_model=Health, summary="The process answers (never touches a model)")
-async def live() -> Health:
-    return Health(status="ok")
+@router.get(
+    "/live",
+    response_model=Liveness,
+    summary="The process answers (never touches a model; model and worker facts are on /ready)",
+)
+async def live() -> Liveness:
+    return Liveness(status="ok")
 
 
 @router.get(

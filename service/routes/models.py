@@ -7,14 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 
 from service.deps import RegistryDep, StateDep
-from service.schemas import MODEL_NAME_PATTERN, ErrorResponse, ModelInfo, ModelList, ModelLoadRequest
+from service.openapi_examples import error_responses
+from service.schemas import MODEL_NAME_PATTERN, ModelInfo, ModelList, ModelLoadRequest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="model name")]
-_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422)}
+_ERRORS = error_responses(
+    400, 401, 404, 409, 422, examples={409: "model_conflict", 422: "bad_checkpoint_metadata"}
+)
 
 
-@router.get("", response_model=ModelList, summary="Loaded models", responses={401: {"model": ErrorResponse}})
+@router.get("", response_model=ModelList, summary="Loaded models", responses=error_responses(401))
 def list_models(registry: RegistryDep) -> ModelList:
     return ModelList(models=[ModelInfo.from_entry(entry) for entry in registry.entries()])
 

@@ -15,13 +15,14 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import ValidationError
 
+from service.artifacts import no_result_reason
 from service.budget import check_job_memory
 from service.deps import JobRecordDep, JobsDep, ServiceState, StateDep
 from service.errors import Conflict, Unprocessable
 from service.jobs import JobManager
+from service.openapi_examples import error_responses
 from service.schemas import (
     MODEL_NAME_PATTERN,
-    ErrorResponse,
     ImageSort,
     JobStatusName,
     PerImagePage,
@@ -33,19 +34,17 @@ from service.schemas import (
     ValidationParamsIn,
     ValidationRequest,
 )
-from service.sources import resolve_dataset_images
+from service.sources import inspect_dataset
 from service.store import ImageQuery
 from service.streams import StreamSlotDep
 from service.uploads import parse_multipart, samples_from_files
+from smartcash_core.validation.imgsz import with_default_imgsz
 from smartcash_core.validation.precision import check_precision_for_device
 
 router = APIRouter(prefix="/v1/validations", tags=["validations"])
-_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 429)
-}
-_READ_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 404, 409, 422)
-}
+_SUBMIT_ERRORS = error_responses(400, 401, 404, 422, 429, examples={400: "dataset_split_missing"})
+_UPLOAD_ERRORS = error_responses(400, 401, 404, 413, 415, 422, 429, examples={400: "bad_upload"})
+_READ_ERRORS = error_responses(401, 404, 409, 422)
 _SSE_POLL_S = 0.1  # a job running on this replica: its memory is read this often
 _UPLOAD_BODY = {
     "requestBody": {
@@ -96,26 +95,40 @@ async def _wait(jobs: JobManager, job_id: str, timeout_s: float) -> bool:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ValidationJob,
-    responses=_SUBMIT_ERRORS,
+    responses={**_SUBMIT_ERRORS, 200: {"model": ValidationJob, "description": "finished result (wait=true)"}},
     summary="Validate a model on a dataset under the data root",
 )
-async def submit_dataset(body: ValidationRequest, state: StateDep) -> JSONResponse:
+async def submit_dataset(
+    body: ValidationRequest,
+    state: StateDep,
+    wait: Annotated[bool, Query(description="answer with the finished result (small datasets only)")] = False,
+) -> JSONResponse:
     entry = state.registry.get(body.model)
     # checked here for a 4xx now; the replica that claims the job resolves it again under its own data root
-    root = state.settings.data_root
-    _, images = await run_in_threadpool(resolve_dataset_images, root, body.dataset, body.split)
-    params = body.params.to_params(device=entry.device, split=body.split)
+    _, images = await run_in_threadpool(inspect_dataset, state.settings.data_root, body.dataset, body.split)
+    _check_wait(wait, images, state.settings.wait_max_images, "datasets")
+    params = with_default_imgsz(body.params.to_params(device=entry.device, split=body.split), entry.loaded)
     check_precision_for_device(params, entry.device)  # 400 now, not a failed job later
     await run_in_threadpool(check_job_memory, state.settings, entry, params, images)
     job_id = await run_in_threadpool(state.jobs.submit, entry, "dataset", body.dataset, params)
+    if wait and await _wait(state.jobs, job_id, state.settings.wait_timeout_s):
+        return await run_in_threadpool(_accepted, job_id, state.jobs, 200)
     return await run_in_threadpool(_accepted, job_id, state.jobs)
+
+
+def _check_wait(wait: bool, images: int, wait_max: int, what: str) -> None:
+    if wait and images > wait_max:
+        raise Unprocessable(
+            f"wait=true is for {what} of at most {wait_max} images, got {images}",
+            "drop wait=true and follow the job's events, or send a smaller batch",
+        )
 
 
 @router.post(
     "/upload",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ValidationJob,
-    responses={**_SUBMIT_ERRORS, 200: {"model": ValidationJob, "description": "finished result (wait=true)"}},
+    responses={**_UPLOAD_ERRORS, 200: {"model": ValidationJob, "description": "finished result (wait=true)"}},
     openapi_extra=_UPLOAD_BODY,
     summary="Validate a model on uploaded images + labels (or one archive)",
 )
@@ -137,17 +150,12 @@ async def _submit_upload_body(request: Request, state: ServiceState, wait: bool)
     entry = state.registry.get(_check_model_field(model_name))
     params = _params_from_field(parsed.fields.get("params"))
     samples = await run_in_threadpool(samples_from_files, parsed.files, state.upload_limits)
-    wait_max = state.settings.wait_max_images
-    if wait and len(samples) > wait_max:
-        raise Unprocessable(
-            f"wait=true is for uploads of at most {wait_max} images, got {len(samples)}",
-            "drop wait=true and follow the job's events, or send a smaller batch",
-        )
+    _check_wait(wait, len(samples), state.settings.wait_max_images, "uploads")
     label = f"upload ({len(samples)} images)"
-    job_params = params.to_params(entry.device)
-    check_precision_for_device(job_params, entry.device)  # 400 now, not a failed job later
-    await run_in_threadpool(check_job_memory, state.settings, entry, job_params, len(samples))
-    return await run_in_threadpool(state.jobs.submit, entry, "upload", label, job_params, samples)
+    chosen = with_default_imgsz(params.to_params(entry.device), entry.loaded)
+    check_precision_for_device(chosen, entry.device)  # 400 now, not a failed job later
+    await run_in_threadpool(check_job_memory, state.settings, entry, chosen, len(samples))
+    return await run_in_threadpool(state.jobs.submit, entry, "upload", label, chosen, samples)
 
 
 def _check_model_field(value: str) -> str:
@@ -245,9 +253,8 @@ def per_image_results(
     ] = None,
 ) -> PerImagePage:
     if record.status != "succeeded":
-        raise Conflict(
-            f"job {record.id} has no result ({record.status})", "wait until its status is succeeded"
-        )
+        message, fix = no_result_reason(record.id, record.status, record.error)
+        raise Conflict(message, fix)
     query = ImageQuery(offset, limit, sort, true_denomination, predicted_denomination, misclassified)
     page = jobs.store.per_image_page(record.id, query)
     return PerImagePage(items=page.items, total=page.total, offset=offset, limit=limit, sort=sort)
@@ -284,7 +291,7 @@ def get_plot(
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses={**_READ_ERRORS, 429: {"model": ErrorResponse, "description": "too many open streams"}},
+    responses=error_responses(401, 404, 409, 422, 429, examples={429: "too_many_streams"}),
     summary="Server-Sent Events: `progress` while it runs, then one `status` with the final state",
 )
 async def validation_events(

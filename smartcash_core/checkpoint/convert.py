@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from smartcash_core.checkpoint import LoadedModel, load_model
+from smartcash_core.checkpoint.metadata import loss_hyp_from
 from smartcash_core.checkpoint.native import save_checkpoint
 from smartcash_core.errors import CheckpointError
 
@@ -32,6 +33,7 @@ def convert_checkpoint(weights: str | Path, out: str | Path) -> tuple[LoadedMode
         phase=loaded.metadata.get("phase"),
         metrics=loaded.metadata.get("metrics") or {},
         half=half,
+        loss_hyp=loss_hyp_from(loaded.metadata.get("loss_hyp")),
         extra={"converted_from": weights.name, "source_sha256": loaded.sha256,
                "source_format": loaded.metadata.get("format", "unknown")},
     )

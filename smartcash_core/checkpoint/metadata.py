@@ -16,7 +16,8 @@ from smartcash_core.checkpoint import limits
 from smartcash_core.checkpoint.architecture import check_architecture, check_imgsz
 from smartcash_core.errors import CheckpointError, CheckpointMetadataError
 
-__all__ = ["FORMAT_VERSION", "REQUIRED_FIELDS", "NativeMetadata", "validate_metadata"]
+__all__ = ["FORMAT_VERSION", "LOSS_HYP_KEYS", "REQUIRED_FIELDS", "LossHypFields", "NativeMetadata",
+           "loss_hyp_from", "validate_metadata"]
 
 FORMAT_VERSION = 1
 REQUIRED_FIELDS = ("yaml", "class_table", "imgsz", "sha256")
@@ -33,6 +34,43 @@ class ClassTableFields(BaseModel):
     fine_to_mapped: list[int] | dict[str, int] = Field(max_length=limits.MAX_CLASSES)
 
 
+def _gain(default: float | None = None, *, ge: float = 0.0, le: float = 1000.0) -> Any:
+    if default is None:
+        return Field(ge=ge, le=le, allow_inf_nan=False)
+    return Field(default, ge=ge, le=le, allow_inf_nan=False)
+
+
+class LossHypFields(BaseModel):
+    """YOLOv5 loss hyperparameters as training used them: ``box``/``obj``/``cls`` already scaled for the
+    model's levels, classes and training image size (what YOLOv5 keeps as ``model.hyp``)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    box: float = _gain()
+    obj: float = _gain()
+    cls: float = _gain()
+    anchor_t: float = _gain(4.0, ge=1.0, le=100.0)
+    cls_pw: float = _gain(1.0)
+    obj_pw: float = _gain(1.0)
+    fl_gamma: float = _gain(0.0, le=10.0)
+    label_smoothing: float = _gain(0.0, le=1.0)
+
+
+LOSS_HYP_KEYS = tuple(LossHypFields.model_fields)
+
+
+def loss_hyp_from(raw: Any) -> dict[str, float] | None:
+    """The loss fields of a hyperparameter dict (a YOLOv5 ``hyp`` also holds learning rates, augmentation),
+    checked; ``None`` when it is not a dict or a loss field is missing or out of bounds (gains unknown)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        fields = LossHypFields.model_validate({key: raw[key] for key in LOSS_HYP_KEYS if key in raw})
+    except ValidationError:
+        return None
+    return fields.model_dump()
+
+
 class NativeMetadata(BaseModel):
     """What the native loader reads from the metadata, with types; unknown fields are kept as they are."""
 
@@ -47,6 +85,7 @@ class NativeMetadata(BaseModel):
     epoch: int | None = None
     phase: int | None = Field(default=None, ge=1, le=2)  # strict: ``true`` is not 1
     dtype: Literal["float32", "float16"] = "float32"
+    loss_hyp: LossHypFields | None = None  # the training loss gains (validation loss reuses them)
 
 
 def validate_metadata(source: str, raw: dict[str, Any], *, max_params: int = limits.MAX_PARAMS) -> int:

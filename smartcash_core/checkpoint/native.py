@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from smartcash_core.checkpoint import LoadedModel, limits
 from smartcash_core.checkpoint.architecture import check_imgsz
-from smartcash_core.checkpoint.metadata import FORMAT_VERSION, validate_metadata
+from smartcash_core.checkpoint.metadata import FORMAT_VERSION, LossHypFields, validate_metadata
 from smartcash_core.classes import ClassTable
 from smartcash_core.errors import (
     CheckpointError,
@@ -71,12 +72,15 @@ def save_checkpoint(
     phase: int | None = None,
     metrics: Mapping[str, Any] | None = None,
     half: bool = False,
+    loss_hyp: Mapping[str, float] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (a :class:`DetectionModel`, not fused) as a native checkpoint; returns the path.
 
     ``half`` stores floating weights as fp16 (anchors stay fp32); loading always gives an fp32 model.
-    ``extra`` adds free-form JSON fields to the metadata (e.g. where a converted model came from).
+    ``loss_hyp``: the loss gains training used, already scaled (``LossHypFields``), so a validation loss
+    can use them. ``extra`` adds free-form JSON fields to the metadata (e.g. where a converted model came
+    from).
     """
     path = Path(path)
     _check_save_args(path, model, class_table, imgsz, phase)
@@ -95,6 +99,7 @@ def save_checkpoint(
         "metrics": dict(metrics or {}),
         "sha256": weights_sha256(tensors),
         "dtype": "float16" if half else "float32",
+        **({"loss_hyp": _checked_loss_hyp(path, loss_hyp)} if loss_hyp is not None else {}),
         "num_params": model.num_params(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
@@ -119,6 +124,15 @@ def _check_save_args(path: Path, model: Any, table: ClassTable, imgsz: int, phas
         raise CheckpointError(f"{path}: training phase must be 1, 2 or None, got {phase!r}")
     stride = int(max(model.stride.tolist()))
     check_imgsz(imgsz, stride, str(path))  # never write a checkpoint the loader would refuse
+
+
+def _checked_loss_hyp(path: Path, loss_hyp: Mapping[str, float]) -> dict[str, float]:
+    """Never write gains the loader would refuse."""
+    try:
+        return LossHypFields.model_validate(dict(loss_hyp)).model_dump()
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        raise CheckpointError(f"{path}: loss_hyp.{problem['loc'][0]}: {problem['msg']}") from exc
 
 
 def _tensors_to_save(model: Any, half: bool) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ import torch
 
 from smartcash_core.checkpoint import LoadedModel, limits
 from smartcash_core.checkpoint.architecture import check_architecture, check_class_count
+from smartcash_core.checkpoint.metadata import loss_hyp_from
 from smartcash_core.checkpoint.pickled import PickledModule, TensorRef
 from smartcash_core.checkpoint.torch_zip import TorchZip, open_torch_zip
 from smartcash_core.checkpoint.unpickler import unpickle
@@ -57,6 +58,8 @@ class YoloV5Checkpoint:
     imgsz: int
     epoch: int | None
     sha256: str
+    loss_hyp: dict[str, float] | None = None  # the training loss gains, already scaled by train.py
+    loss_hyp_from: str = ""  # where they were found: "<entry>.hyp" or "opt.hyp"
 
 
 def read_yolov5_checkpoint(path: str | Path, *, max_params: int = limits.MAX_PARAMS) -> YoloV5Checkpoint:
@@ -79,6 +82,7 @@ def read_yolov5_checkpoint(path: str | Path, *, max_params: int = limits.MAX_PAR
         weights, stride = _read_weights(archive, root, detect, params)
     options = top.get("opt") if isinstance(top, Mapping) and isinstance(top.get("opt"), dict) else {}
     epoch = top.get("epoch") if isinstance(top, Mapping) else None
+    loss_hyp, loss_hyp_where = _loss_hyp(root, entry, options)
     return YoloV5Checkpoint(
         path=path,
         model_yaml=model_yaml,
@@ -90,7 +94,21 @@ def read_yolov5_checkpoint(path: str | Path, *, max_params: int = limits.MAX_PAR
         imgsz=_train_imgsz(path, options, int(max(stride, default=32))),
         epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
         sha256=_file_sha256(path),
+        loss_hyp=loss_hyp,
+        loss_hyp_from=loss_hyp_where,
     )
+
+
+def _loss_hyp(
+    root: PickledModule, entry: str, options: Mapping[str, Any]
+) -> tuple[dict[str, float] | None, str]:
+    """The loss gains training used: the model's ``hyp`` (set by train.py after scaling the gains for the
+    level count, class count and image size), else ``opt.hyp`` (scaled too in the files YOLOv5 7.0 writes)."""
+    for where, raw in ((f"{entry}.hyp", root.state.get("hyp")), ("opt.hyp", options.get("hyp"))):
+        found = loss_hyp_from(raw)
+        if found is not None:
+            return found, where
+    return None, ""
 
 
 def _read_weights(
@@ -256,6 +274,7 @@ def load_yolov5(
             "names": ckpt.names,
             "yaml": ckpt.model_yaml,
             "weights_dtype": _weights_dtype(ckpt.weights),
+            **({"loss_hyp": ckpt.loss_hyp, "loss_hyp_from": ckpt.loss_hyp_from} if ckpt.loss_hyp else {}),
         },
         num_params=model.num_params(),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import typing
 from dataclasses import MISSING, fields
+from typing import Any
 
 from smartcash_core.validation.params import ParamSpec, ValidationParams, check_params
 
@@ -26,12 +27,18 @@ def add_param_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             f"--{spec.flag}",
             dest=item.name,
-            type=str if spec.choices else hints[item.name],
+            type=str if spec.choices else _value_type(hints[item.name]),
             default=item.default,
             choices=spec.choices,
             metavar=None if spec.choices else spec.flag.upper().replace("-", "_"),
-            help=spec.help,
+            help=spec.help if spec.default_help is None else f"{spec.help} (default: {spec.default_help})",
         )
+
+
+def _value_type(hint: Any) -> Any:
+    """``int`` for ``int | None``: a flag given on the command line always has a value."""
+    members = [member for member in typing.get_args(hint) if member is not type(None)]
+    return members[0] if len(members) == 1 else hint
 
 
 def _add_switch(parser: argparse.ArgumentParser, name: str, spec: ParamSpec, default: bool) -> None:

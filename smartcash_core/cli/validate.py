@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from smartcash_core.cli.params import DefaultsHelpFormatter, add_param_arguments, params_from_args
 from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
-from smartcash_core.validation.params import ProgressCallback, ValidationResult
+from smartcash_core.validation.params import ProgressCallback, ValidationParams, ValidationResult
 from smartcash_core.validation.report import format_distributed, format_report, write_json
 
 if TYPE_CHECKING:  # the pass itself (torch) is imported when a command runs, not when the parser is built
@@ -73,8 +73,10 @@ def validate_single(args: argparse.Namespace) -> int:
     from smartcash_core.validation.runner import run_validation
 
     params = params_from_args(args)
+    check_data_path(args.data)  # before the (slow) model load: a typo fails at once, with near matches
     model = load_model(args.weights, params.device)
     warn_if_over_memory_budget(model, params)
+    print(header_line(args, params, model), flush=True)
     try:
         with progress_bar("validate") as on_progress:
             result = run_validation(
@@ -99,7 +101,10 @@ def validate_rank(args: argparse.Namespace, ctx: DistContext) -> int:
     from smartcash_core.validation.distributed_pass import run_distributed_validation
 
     params = replace(params_from_args(args), device=str(ctx.device))
+    check_data_path(args.data)
     model = load_model(args.weights, ctx.device)
+    if ctx.is_main:
+        print(header_line(args, params, model), flush=True)
     label = f"validate (rank 0 of {ctx.world_size})"
     with progress_bar(label, enabled=ctx.is_main) as on_progress:  # other ranks stay quiet
         result = run_distributed_validation(
@@ -140,20 +145,52 @@ def warn_if_over_memory_budget(model: LoadedModel, params: ValidationParams) -> 
         print(f"warning: {exc} (the service would refuse this job; validating anyway)", file=sys.stderr)
 
 
+def check_data_path(data: str) -> None:
+    """``DatasetError`` naming near matches when ``--data`` does not exist."""
+    from smartcash_core.data.suggest import did_you_mean
+    from smartcash_core.errors import DatasetError
+
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset path {data} does not exist{did_you_mean(path)}", "not_found")
+
+
+def header_line(args: argparse.Namespace, params: ValidationParams, model: LoadedModel) -> str:
+    """What is validated, on what, at which image size (the checkpoint's when ``--imgsz`` is not given)."""
+    from smartcash_core.validation.imgsz import choose_imgsz, describe_imgsz
+
+    chosen = choose_imgsz(params.imgsz, model.imgsz, model.stride)
+    return (
+        f"Validating {Path(args.weights).name} on {args.data} (split {params.split}) at imgsz "
+        f"{describe_imgsz(chosen, params.imgsz)}, {params.protocol} protocol, device {model.device}"
+    )
+
+
 @contextmanager
 def progress_bar(label: str, enabled: bool = True) -> Iterator[ProgressCallback | None]:
-    """A tqdm bar on stderr fed by the pass's progress callback (``None`` when not ``enabled``)."""
+    """A tqdm bar on stderr fed by the pass's progress callback (``None`` when not ``enabled``).
+
+    The bar appears with the first finished batch, so an error while the dataset is indexed (a missing
+    split, no images) prints only its own line.
+    """
     if not enabled:
         yield None
         return
-    from tqdm import tqdm
+    holder: list[Any] = []
+    try:
+        yield _progress_updater(label, holder)
+    finally:
+        for bar in holder:
+            bar.close()
 
-    with tqdm(desc=label, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-        yield _progress_updater(bar)
 
-
-def _progress_updater(bar: Any) -> ProgressCallback:
+def _progress_updater(label: str, holder: list[Any]) -> ProgressCallback:
     def on_progress(done: int, total: int, stage: str) -> None:
+        if not holder:
+            from tqdm import tqdm
+
+            holder.append(tqdm(desc=label, total=total, unit="img", file=sys.stderr, dynamic_ncols=True))
+        bar = holder[0]
         if bar.total != total:
             bar.reset(total=total)
         bar.update(done - bar.n)

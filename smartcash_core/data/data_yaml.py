@@ -54,9 +54,10 @@ def parse_dataset_yaml(text: str, origin: str) -> Any:
             raise UnsafeDatasetFile(origin, refused)
         return yaml.load(text, Loader=_LOADER)  # a safe loader: SafeLoader or its C twin
     except yaml.YAMLError as exc:
-        raise DatasetError(f"cannot read dataset file {origin}: {shorten(str(exc), 400)}") from exc
+        message = f"cannot read dataset file {origin}: {shorten(str(exc), 400)}"
+        raise DatasetError(message, "unreadable") from exc
     except (ValueError, RecursionError) as exc:  # e.g. int('9' * 5000): over Python's digit limit
-        raise DatasetError(f"cannot read dataset file {origin}: {shorten(str(exc))}") from exc
+        raise DatasetError(f"cannot read dataset file {origin}: {shorten(str(exc))}", "unreadable") from exc
 
 
 def read_bounded_text(path: Path, max_bytes: int = MAX_DATA_YAML_BYTES) -> str:
@@ -70,12 +71,12 @@ def read_bounded_text(path: Path, max_bytes: int = MAX_DATA_YAML_BYTES) -> str:
             raise UnsafeDatasetFile(str(path), reason)
         return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read dataset file {path}: {shorten(str(exc))}") from exc
+        raise DatasetError(f"cannot read dataset file {path}: {shorten(str(exc))}", "unreadable") from exc
 
 
 def read_data_yaml(yaml_path: Path) -> dict[str, Any]:
     """``data.yaml`` as a mapping; ``DatasetError`` (``UnsafeDatasetFile`` for the refusals above)."""
     data = parse_dataset_yaml(read_bounded_text(yaml_path), str(yaml_path))
     if not isinstance(data, dict):
-        raise DatasetError(f"{yaml_path} must be a YAML mapping with path/train/val/names")
+        raise DatasetError(f"{yaml_path} must be a YAML mapping with path/train/val/names", "unreadable")
     return data

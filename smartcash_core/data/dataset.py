@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from smartcash_core.cache import label_cache
+from smartcash_core.cache import bind_cache_usage, label_cache
 from smartcash_core.data.discovery import IMAGE_SUFFIXES, DatasetDiscovery, FileRole
 from smartcash_core.data.images import probe_image
 from smartcash_core.data.labels import COORDINATE_TOLERANCE, ReportEntry, empty_labels, parse_label_text
@@ -138,12 +138,13 @@ def load_yolo_dataset(
             f"in {yaml_path}'s '{split}' split" if yaml_path else f"under images/{split}/, images/ or {path}"
         )
         raise DatasetError(
-            f"dataset {path} has no images {where} (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"dataset {path} has no images {where} (suffixes {', '.join(sorted(IMAGE_SUFFIXES))})", "empty"
         )
     index = _index_images(discovery.root or path, images, (num_classes, max_pixels), report)
     index.names = names
     if not index.samples:
-        raise DatasetError(f"dataset {path} has no usable images: {len(index.report)} problem(s) reported")
+        problems = len(index.report)
+        raise DatasetError(f"dataset {path} has no usable images: {problems} problem(s) reported", "empty")
     return index
 
 
@@ -184,10 +185,9 @@ def _index_images(
     """
     ordered = sorted(labels_of, key=str)
     workers = min(PROBE_THREADS, max(1, len(ordered) // PROBE_IMAGES_PER_THREAD))
+    index_one = bind_cache_usage(lambda path: _sample_from_file(root, path, labels_of[path], rules))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(
-            pool.map(lambda path: _sample_from_file(root, path, labels_of[path], rules), ordered)
-        )
+        results = list(pool.map(index_one, ordered))
     samples: list[Sample] = []
     for sample, problems in results:
         report.extend(problems)

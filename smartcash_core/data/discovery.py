@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 from smartcash_core.data.data_yaml import read_data_yaml
 from smartcash_core.data.limits import shorten
+from smartcash_core.data.suggest import did_you_mean
 from smartcash_core.errors import DatasetError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -194,7 +195,8 @@ class DatasetDiscovery:
 
     def __iter__(self) -> Iterator[DatasetFile]:
         if not self.source.exists():
-            raise DatasetError(f"dataset path {self.source} does not exist")
+            suggestion = did_you_mean(self.source)
+            raise DatasetError(f"dataset path {self.source} does not exist{suggestion}", "not_found")
         yaml_path = self.source if self.source.is_file() else find_data_yaml(self.source)
         if yaml_path is not None:
             yield from self._from_data_yaml(yaml_path)
@@ -217,7 +219,7 @@ class DatasetDiscovery:
         entry = self.config.get(self.split)
         if entry is None:
             known = [key for key in ("train", "val", "test") if self.config.get(key)]
-            raise DatasetError(f"{yaml_path} has no '{self.split}' split (it names {known})")
+            raise DatasetError(f"{yaml_path} has no '{self.split}' split (it names {known})", "split_missing")
         entries = entry if isinstance(entry, list) else [entry]
         named = [Path(_yaml_scalar(item, self.split, yaml_path) or ".") for item in entries]
         targets = [(item, item if item.is_absolute() else self.root / item) for item in named]
@@ -238,7 +240,8 @@ class DatasetDiscovery:
         else:
             raise DatasetError(
                 f"split entry {shorten(str(entry))!r} of {yaml_path} does not exist "
-                f"(resolved to {shorten(str(target))})"
+                f"(resolved to {shorten(str(target))})",
+                "split_entry_missing",
             )
 
     def _list_file(self, list_file: Path) -> Iterator[DatasetFile]:

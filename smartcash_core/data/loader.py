@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smartcash_core.cache import image_cache
+from smartcash_core.cache import bind_cache_usage, image_cache
 from smartcash_core.data.images import EXACT_DRAFT, DraftPolicy, ImageSource, UnreadableImage, decode_image
 from smartcash_core.data.letterbox import PAD_VALUE, letterbox_into, rect_batch_shapes
 from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
@@ -230,6 +230,7 @@ class BatchLoader:
         self._pin_memory = pin_memory
         self._draft = draft
         self._executor: ThreadPoolExecutor | None = None
+        self._decode = _decode_one
         self._pending: deque[tuple[BatchPlan, list[Future[DecodeOutcome]]]] = deque()
 
     def __enter__(self) -> BatchLoader:
@@ -247,6 +248,7 @@ class BatchLoader:
                 yield load_batch(plan, self._imgsz, self._pin_memory, self._draft, self._max_pixels)
             return
         self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="smartcash-decode")
+        self._decode = bind_cache_usage(_decode_one)  # the workers count into the caller's cache usage
         upcoming = iter(self._plans)
         self._submit_up_to_prefetch(upcoming)
         while self._pending:
@@ -263,7 +265,7 @@ class BatchLoader:
             if plan is None:
                 return
             jobs = [
-                executor.submit(_decode_one, ref, self._imgsz, self._draft, self._max_pixels)
+                executor.submit(self._decode, ref, self._imgsz, self._draft, self._max_pixels)
                 for ref in plan.refs
             ]
             self._pending.append((plan, jobs))

@@ -8,7 +8,9 @@ Semantics follow YOLOv5 7.0 ``utils/loss.py`` (``ComputeLoss``) with the ``hyp.s
   ``wh = (2*sigmoid)^2 * anchor``, in grid units) and the target, averaged over assignments.
 - Objectness: BCE against the detached CIoU clamped at 0 for assigned cells, 0 elsewhere, weighted per
   level by ``balance`` (P3 4.0, P4 1.0, P5 0.4).
-- Classes: one-hot BCE over all classes (no label smoothing).
+- Classes: one-hot BCE over all classes (targets ``1 - eps/2`` and ``eps/2`` with ``label_smoothing`` eps).
+- ``cls_pw``/``obj_pw`` weight positives in the BCEs; ``fl_gamma > 0`` wraps both in YOLOv5's focal loss
+  (alpha 0.25). The scratch-low defaults (1, 1, 0, 0) reduce to the plain BCEs.
 - The total is ``(box + obj + cls) * batch_size``, which is what YOLOv5 backpropagates.
 
 Used by the demo trainer and reusable for an optional validation loss (feed it the raw head outputs).
@@ -30,6 +32,7 @@ _CIOU_EPS = 1e-7
 # Neighbour cell offsets (own cell, left, up, right, down) in YOLOv5's order, in units of half a cell.
 _CELL_OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32)
 _NEIGHBOUR_MARGIN = 0.5
+_FOCAL_ALPHA = 0.25  # YOLOv5's FocalLoss default
 
 
 class LossInputError(SmartCashError, ValueError):
@@ -45,6 +48,10 @@ class LossHyp:
     cls: float = 0.5
     anchor_t: float = 4.0
     balance: tuple[float, ...] = (4.0, 1.0, 0.4)
+    cls_pw: float = 1.0
+    obj_pw: float = 1.0
+    fl_gamma: float = 0.0
+    label_smoothing: float = 0.0
 
     def scaled(self, num_levels: int, num_classes: int, imgsz: int) -> LossHyp:
         """Scale the gains like YOLOv5's ``train.py`` does for the level count, class count and image size."""
@@ -178,10 +185,14 @@ class YoloLoss:
     def for_model(cls, model: nn.Module, imgsz: int, hyp: LossHyp | None = None) -> YoloLoss:
         """Read anchors and class count from the model's Detect layer (the last module) and scale gains."""
         detect = _detect_layer(model)
-        anchors = detect.anchors.detach().float()
-        num_classes = int(detect.nc)
         base = hyp or LossHyp()
-        return cls(anchors, num_classes, base.scaled(anchors.shape[0], num_classes, imgsz))
+        return cls.with_scaled_gains(model, base.scaled(detect.anchors.shape[0], int(detect.nc), imgsz))
+
+    @classmethod
+    def with_scaled_gains(cls, model: nn.Module, hyp: LossHyp) -> YoloLoss:
+        """The loss of the model's Detect layer with gains already scaled (as a checkpoint records them)."""
+        detect = _detect_layer(model)
+        return cls(detect.anchors.detach().float(), int(detect.nc), hyp)
 
     def __call__(self, predictions: Sequence[Tensor], targets: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(total, parts)``: total is the scalar to backpropagate (already times batch size),
@@ -196,7 +207,7 @@ class YoloLoss:
             level_box, objectness_target, level_cls = self._level_terms(raw, level_targets)
             box_loss = box_loss + level_box
             cls_loss = cls_loss + level_cls
-            obj_bce = functional.binary_cross_entropy_with_logits(raw[..., 4], objectness_target)
+            obj_bce = self._bce(raw[..., 4], objectness_target, self.hyp.obj_pw)
             obj_loss = obj_loss + obj_bce * self.hyp.balance[level]
         box_loss = box_loss * self.hyp.box
         obj_loss = obj_loss * self.hyp.obj
@@ -222,10 +233,24 @@ class YoloLoss:
         )
         cls_loss = raw.new_zeros(())
         if self.num_classes > 1:  # a single class is learnt through objectness alone
-            one_hot = torch.zeros_like(picked[:, 5:])
-            one_hot[torch.arange(len(targets), device=raw.device), targets.cls] = 1.0
-            cls_loss = functional.binary_cross_entropy_with_logits(picked[:, 5:], one_hot)
+            smoothing = self.hyp.label_smoothing
+            one_hot = torch.full_like(picked[:, 5:], 0.5 * smoothing)
+            one_hot[torch.arange(len(targets), device=raw.device), targets.cls] = 1.0 - 0.5 * smoothing
+            cls_loss = self._bce(picked[:, 5:], one_hot, self.hyp.cls_pw)
         return box_loss, objectness_target, cls_loss
+
+    def _bce(self, logits: Tensor, target: Tensor, positive_weight: float) -> Tensor:
+        """Mean BCE with logits; with ``fl_gamma > 0`` YOLOv5's ``FocalLoss`` (alpha 0.25) around it."""
+        weight = None if positive_weight == 1.0 else logits.new_tensor([positive_weight])
+        gamma = self.hyp.fl_gamma
+        if gamma <= 0:
+            return functional.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
+        bce = functional.binary_cross_entropy_with_logits
+        loss = bce(logits, target, pos_weight=weight, reduction="none")
+        probability = logits.sigmoid()
+        p_t = target * probability + (1 - target) * (1 - probability)
+        alpha_factor = target * _FOCAL_ALPHA + (1 - target) * (1 - _FOCAL_ALPHA)
+        return (loss * alpha_factor * (1.0 - p_t) ** gamma).mean()
 
     def _check_predictions(self, predictions: Sequence[Tensor]) -> None:
         expected_levels, anchors_per_level = self.anchors.shape[:2]

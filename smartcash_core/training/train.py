@@ -9,6 +9,7 @@ AdamW with linear warmup and cosine decay per phase, and an EMA of the weights i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from smartcash_core.classes import default_class_table
 from smartcash_core.data.images import decode_image
 from smartcash_core.data.letterbox import PAD_VALUE, labels_to_letterbox, letterbox_into
 from smartcash_core.errors import DatasetError
-from smartcash_core.training.loss import YoloLoss
+from smartcash_core.training.loss import LossHyp, YoloLoss
 
 FROZEN_BACKBONE_LAYERS = 10  # model.0 ... model.9: the YOLOv5 backbone including SPPF
 VAL_SEED_OFFSET = 1000  # val scenes come from another seed than the training scenes
@@ -297,8 +298,14 @@ def save_demo_checkpoint(model: nn.Module, path: Path, config: TrainConfig, metr
 
     path.parent.mkdir(parents=True, exist_ok=True)
     epochs_done = math.ceil(metrics["epochs_head"] + metrics["epochs_full"])
+    gains = YoloLoss.for_model(model, config.imgsz).hyp  # what train_phase trained with, already scaled
     save_checkpoint(path, model, class_table=default_class_table(), imgsz=config.imgsz, epoch=epochs_done,
-                    phase=2, metrics=metrics, half=True)
+                    phase=2, metrics=metrics, half=True, loss_hyp=_loss_fields(gains))
+
+
+def _loss_fields(hyp: LossHyp) -> dict[str, float]:
+    """The scalar gains (``balance`` follows from the level count, as in YOLOv5)."""
+    return {key: value for key, value in dataclasses.asdict(hyp).items() if key != "balance"}
 
 
 def _initial_model(config: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:

@@ -23,6 +23,7 @@ from smartcash_core.errors import DistributedError, SmartCashError
 from smartcash_core.validation.accumulators.base import Accumulator, merge_shard_states
 from smartcash_core.validation.accumulators.standard import standard_accumulators
 from smartcash_core.validation.distributed import DistContext, shard_bounds, timed_gather
+from smartcash_core.validation.imgsz import resolve_imgsz
 from smartcash_core.validation.params import (
     ProgressCallback,
     ValidationParams,
@@ -145,7 +146,8 @@ def collect_rank_payload(
     started = time.perf_counter()
     try:
         index = load_source(source, params.split, model.class_table.num_fine, max_image_pixels)
-        shard = rank_shard(plan_batches(index, params, model.stride), ctx)
+        planned = resolve_imgsz(params, model)[0]  # the same size collect_validation_state picks
+        shard = rank_shard(plan_batches(index, planned, model.stride), ctx)
         state = collect_validation_state(
             model, source, params, on_progress, cancel, shard=shard, max_image_pixels=max_image_pixels
         )

@@ -16,7 +16,7 @@ from torch import nn
 
 from smartcash_core.data.letterbox import labels_to_letterbox
 from smartcash_core.data.loader import ImageMeta
-from smartcash_core.training.loss import YoloLoss
+from smartcash_core.training.loss import LossHyp, YoloLoss
 
 LOSS_PARTS = ("box", "obj", "cls")
 
@@ -51,8 +51,9 @@ class ValidationLoss:
     batches: int = 0
 
     @classmethod
-    def for_model(cls, model: nn.Module, imgsz: int) -> ValidationLoss:
-        return cls(loss=YoloLoss.for_model(model, imgsz))
+    def for_model(cls, model: nn.Module, hyp: LossHyp) -> ValidationLoss:
+        """The loss of ``model``'s Detect head with ``hyp`` (gains already scaled; see ``loss_gains``)."""
+        return cls(loss=YoloLoss.with_scaled_gains(model, hyp))
 
     def update(self, raw: Sequence[torch.Tensor], targets: torch.Tensor) -> None:
         """Add one batch: ``raw`` is the head's list of ``[B, na, ny, nx, 5 + nc]`` outputs."""

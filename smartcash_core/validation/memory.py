@@ -30,6 +30,7 @@ from torch import nn
 
 from smartcash_core.device import device_memory_bytes
 from smartcash_core.errors import MemoryBudgetError
+from smartcash_core.validation.imgsz import resolve_imgsz
 from smartcash_core.validation.params import ValidationParams
 
 if TYPE_CHECKING:
@@ -155,7 +156,8 @@ def check_pass_memory(
 ) -> MemoryEstimate:
     """The estimate of the pass, or :class:`MemoryBudgetError` when it exceeds ``budget_bytes``: the message
     names the estimate, the budget and the largest ``batch_size`` that fits (or the ``imgsz`` that fits one
-    image when no batch size does)."""
+    image when no batch size does). An unset ``imgsz`` is the checkpoint's, as the pass chooses it."""
+    params = resolve_imgsz(params, model)[0]
     estimate = estimate_pass_memory(model, params, images)
     if estimate.total_bytes <= budget_bytes:
         return estimate

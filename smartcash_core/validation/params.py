@@ -7,12 +7,15 @@ dataset reader can name these types without importing the pass.
 ``metrics.map50``, ``metrics.map50_95``, ``metrics.precision``, ``metrics.recall``,
 ``metrics.per_class[]`` (``id``, ``name``, ``ap50``, ``ap50_95``, ``precision``, ``recall``, ``instances``,
 ``images``), ``metrics.fine`` (same fields for the 17 fine classes), ``metrics.classification``
-(image-level denomination), ``metrics.loss`` (with ``compute_loss``), ``dataset`` (``images``,
+(image-level denomination), ``metrics.loss`` (with ``compute_loss``: ``box``, ``obj``, ``cls``, ``total``
+and the ``gains`` used), ``dataset`` (``images``,
 ``instances``, ``skipped[]`` of ``{file, line, reason}``), ``speed_ms_per_image`` (``decode``,
 ``preprocess``, ``inference``, ``nms``, ``metrics``, ``loader_wait``, and ``loss`` when computed),
-``wall_s``, ``cache`` (``get_cache_info()``), ``per_image[]`` (``index`` in the dataset, ``order`` in
-processing, ``file``, ``instances``, ``predictions``, ``tp``, ``fp``, ``fn``, ``true_denomination``,
-``predicted_denomination``), ``params``, ``model``, ``warnings[]`` (``{code, message}``).
+``wall_s``, ``cache`` (``get_cache_info()``: process-wide totals), ``cache_job`` (this pass's own use of
+each cache: ``hits``, ``misses``, ``hit_bytes`` served from it, ``stored_bytes`` added), ``per_image[]``
+(``index`` in the dataset, ``order`` in processing, ``file``, ``instances``, ``predictions``, ``tp``,
+``fp``, ``fn``, ``true_denomination``, ``predicted_denomination``), ``params`` (as used: ``imgsz`` is
+the resolved size), ``model``, ``warnings[]`` (``{code, message}``).
 
 Headline numbers (``metrics.map50`` ...) are the mapped view (8 classes); ``metrics.fine`` is the 17-class
 view. Per-class lists hold the classes that have ground truth (YOLOv5's convention).
@@ -77,6 +80,7 @@ class ParamSpec:
     le: float | None = None
     choices: tuple[str, ...] | None = None
     in_request: bool = True  # part of the service's ``params`` object (device and split come from elsewhere)
+    default_help: str | None = None  # how a ``None`` default is chosen, shown as the default in help texts
 
 
 def _param(default: Any, spec: ParamSpec) -> Any:
@@ -87,7 +91,16 @@ def _param(default: Any, spec: ParamSpec) -> Any:
 class ValidationParams:
     """The knobs of one pass. Adding a parameter = adding one field here with its :class:`ParamSpec`."""
 
-    imgsz: int = _param(640, ParamSpec("letterbox size in pixels", "imgsz", ge=32, le=4096))
+    imgsz: int | None = _param(
+        None,
+        ParamSpec(
+            "letterbox size in pixels, rounded up to a multiple of the model's stride",
+            "imgsz",
+            ge=32,
+            le=4096,
+            default_help="the checkpoint's training size, 640 when it records none",
+        ),
+    )
     batch_size: int = _param(16, ParamSpec("images per forward pass", "batch", ge=1, le=512))
     conf_thres: float = _param(0.001, ParamSpec("confidence threshold of NMS", "conf", ge=0.0, le=1.0))
     iou_thres: float = _param(0.6, ParamSpec("IoU threshold of NMS", "iou", ge=0.0, le=1.0))
@@ -135,6 +148,8 @@ def check_params(params: ValidationParams) -> None:
     when ``params`` breaks one."""
     for name, spec in param_specs().items():
         value = getattr(params, name)
+        if value is None and spec.default_help is not None:  # resolved by the pass (see ``default_help``)
+            continue
         if spec.choices is not None and value not in spec.choices:
             raise InvalidParamsError(f"{name} must be one of {', '.join(spec.choices)}; got {value!r}")
         if spec.ge is not None and value < spec.ge:
@@ -166,6 +181,7 @@ class ValidationResult:
     wall_s: float
     cache: dict[str, dict[str, int]]
     per_image: list[dict[str, Any]] = field(default_factory=list)
+    cache_job: dict[str, dict[str, int]] = field(default_factory=dict)  # this pass's own cache use
     params: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     warnings: list[dict[str, str]] = field(default_factory=list)  # ValidationWarning.to_dict() entries

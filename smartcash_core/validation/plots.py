@@ -228,18 +228,24 @@ def _figure(width: float, height: float) -> Any:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise PlotsUnavailable("plots need matplotlib: pip install 'smartcash-validation[plots]'") from exc
-    return Figure(figsize=(width, height))
+    return Figure(figsize=(width, height), layout="constrained")  # keeps outside legends in the picture
+
+
+def plot_figure(data: PlotData, name: str) -> Any:
+    """The matplotlib ``Figure`` of plot ``name`` (one of :data:`PLOT_NAMES`)."""
+    drawer = _DRAWERS.get(name)
+    if drawer is None:
+        raise ValueError(f"unknown plot {name!r}; known plots are {list(PLOT_NAMES)}")
+    return drawer(data)
 
 
 def render_plot(data: PlotData, name: str, path: Path) -> Path:
     """Draw plot ``name`` (one of :data:`PLOT_NAMES`) to ``path`` (written atomically)."""
-    drawer = _DRAWERS.get(name)
-    if drawer is None:
-        raise ValueError(f"unknown plot {name!r}; known plots are {list(PLOT_NAMES)}")
-    figure = drawer(data)
-    figure.tight_layout()
+    figure = plot_figure(data, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=_DPI))
+    # "tight": the saved picture grows to hold every label (colour-bar ticks beside a square matrix, too)
+    save = {"format": "png", "dpi": _DPI, "bbox_inches": "tight", "pad_inches": 0.1}
+    return _write_atomically(path, lambda handle: figure.savefig(handle, **save))
 
 
 def write_plots(result: ValidationResult, directory: Path) -> list[Path]:
@@ -248,79 +254,102 @@ def write_plots(result: ValidationResult, directory: Path) -> list[Path]:
     return [render_plot(data, name, directory / name) for name in PLOT_NAMES]
 
 
-def _curve_figure(data: PlotData, curves: np.ndarray, xlabel: str, ylabel: str, title: str) -> Any:
-    figure = _figure(7, 5)
+def _legend_outside(axes: Any) -> None:
+    """The legend right of the axes, where it covers no curve or bar."""
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def _curve_figure(
+    data: PlotData,
+    curves: np.ndarray,
+    labels: list[str],
+    mean_label: str,
+    axis: tuple[str, str, str],
+    banded: bool = False,
+) -> Any:
+    """One line per class, the class mean in bold black; limits reach a little past 1, so curves at 1 do not
+    hide under the frame. ``banded``: earlier classes drawn wider, so curves that coincide (classes at AP
+    0.995 all run along precision 1) show as bands of their colours instead of hiding under each other."""
+    figure = _figure(8, 5)
     axes = figure.add_subplot()
-    for row, name in enumerate(data.curve_names):
-        axes.plot(data.px, curves[row], linewidth=1, label=_curve_label(data, row, name))
-    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel=xlabel, ylabel=ylabel, title=title)
+    colors = _class_colors(len(labels))
+    widths = np.linspace(4.0, 1.0, len(labels)) if banded and len(labels) > 1 else [1.2] * len(labels)
+    for row, label in enumerate(labels):
+        axes.plot(data.px, curves[row], linewidth=widths[row], color=colors[row], label=label)
+    axes.set(xlim=(0, 1.02), ylim=(0, 1.05), xlabel=axis[0], ylabel=axis[1], title=axis[2])
     if len(curves):
-        axes.plot(data.px, curves.mean(axis=0), color="blue", linewidth=3, label="all classes (mean)")
-        axes.legend(fontsize=7, loc="lower left" if "recall" in xlabel.lower() else "lower center")
+        axes.plot(data.px, curves.mean(axis=0), color="black", linewidth=2.5, label=mean_label)
+        _legend_outside(axes)
     else:  # no class has ground truth: an empty chart that says so (and no empty-legend warning)
         axes.text(0.5, 0.5, "no ground truth: no curves", ha="center", va="center")
     return figure
 
 
-def _curve_label(data: PlotData, row: int, name: str) -> str:
-    ap = float(data.curve_ap50[row])
-    return str(name) if np.isnan(ap) else f"{name} {ap:.3f}"
+def _class_colors(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return [palette(index % palette.N) for index in range(count)]
 
 
 def _pr_curve(data: PlotData) -> Any:
-    return _curve_figure(
-        data, data.precision_at_recall, "Recall", "Precision", "Precision-recall at IoU 0.5 (AP50)"
-    )
+    labels = [f"{name} {ap:.3f}" for name, ap in zip(data.curve_names, data.curve_ap50, strict=True)]
+    mean_ap = float(np.nanmean(data.curve_ap50)) if len(data.curve_ap50) else 0.0
+    axis = ("Recall", "Precision", "Precision-recall at IoU 0.5 (legend: AP50)")
+    mean_label = f"all classes {mean_ap:.3f} mAP@0.5"
+    return _curve_figure(data, data.precision_at_recall, labels, mean_label, axis, banded=True)
 
 
 def _f1_curve(data: PlotData) -> Any:
-    figure = _curve_figure(data, data.f1_at_conf, "Confidence", "F1", "F1 against confidence (IoU 0.5)")
-    if len(data.f1_at_conf):
-        mean = data.f1_at_conf.mean(axis=0)
-        best = int(mean.argmax())
-        title = f"F1 against confidence: all classes {mean[best]:.2f} at {data.px[best]:.3f}"
-        figure.axes[0].set_title(title)
-    return figure
+    curves = data.f1_at_conf
+    labels = [f"{name} {row.max():.2f}" for name, row in zip(data.curve_names, curves, strict=True)]
+    mean = curves.mean(axis=0) if len(curves) else np.zeros_like(data.px)
+    best = int(mean.argmax())
+    mean_label = f"all classes {mean[best]:.2f} at {data.px[best]:.3f}"
+    axis = ("Confidence", "F1", "F1 against confidence at IoU 0.5 (legend: best F1)")
+    return _curve_figure(data, curves, labels, mean_label, axis)
 
 
-def _matrix_figure(matrix: np.ndarray, rows: np.ndarray, columns: np.ndarray, labels: tuple[str, str]) -> Any:
-    figure = _figure(max(6, 0.5 * len(columns) + 3), max(5, 0.45 * len(rows) + 2))
+def _matrix_figure(
+    matrix: np.ndarray, true_names: np.ndarray, predicted_names: np.ndarray, title: str
+) -> Any:
+    """Rows: the true class (y axis), columns: the predicted class (x axis), for every matrix drawn."""
+    figure = _figure(max(6, 0.5 * len(predicted_names) + 3), max(5, 0.45 * len(true_names) + 2))
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues")
-    axes.set_xticks(range(len(columns)), [str(c) for c in columns], rotation=60, ha="right")
-    axes.set_yticks(range(len(rows)), [str(r) for r in rows])
-    axes.set(xlabel=labels[0], ylabel=labels[1])
+    axes.set_xticks(range(len(predicted_names)), [str(c) for c in predicted_names], rotation=60, ha="right")
+    axes.set_yticks(range(len(true_names)), [str(r) for r in true_names])
+    axes.set(xlabel="predicted", ylabel="true", title=title)
     for (row, column), value in np.ndenumerate(matrix):
         if value:
             axes.text(column, row, str(int(value)), ha="center", va="center", fontsize=7)
-    figure.colorbar(image)
+    figure.colorbar(image, ax=axes)
     return figure
 
 
 def _confusion_matrix(data: PlotData) -> Any:
-    # stored predicted x true (YOLOv5's layout); drawn as YOLOv5 draws it: rows predicted, columns true
+    # stored predicted x true (YOLOv5's layout); drawn transposed, true down the side like the
+    # denomination matrix. The background row holds false positives, the background column missed objects.
     names = data.confusion_names
-    figure = _matrix_figure(data.confusion, names, names, ("true", "predicted"))
-    figure.axes[0].set_title("Detection confusion matrix (conf > 0.25, IoU > 0.45)")
-    return figure
+    title = "Detection confusion matrix (conf > 0.25, IoU > 0.45)"
+    return _matrix_figure(data.confusion.T, names, names, title)
 
 
 def _denomination_confusion(data: PlotData) -> Any:
     labels = data.denomination_labels
-    figure = _matrix_figure(data.denomination_matrix, labels, labels, ("predicted", "true"))
-    figure.axes[0].set_title("Image denomination (largest note vs most confident note)")
-    return figure
+    title = "Image denomination (largest note vs most confident note)"
+    return _matrix_figure(data.denomination_matrix, labels, labels, title)
 
 
 def _ap_bars(names: np.ndarray, table: np.ndarray, title: str) -> Any:
-    figure = _figure(max(6, len(names) * 0.6), 4)
+    figure = _figure(max(7, len(names) * 0.6 + 1.5), 4.5)
     axes = figure.add_subplot()
     positions = np.arange(len(names))
     axes.bar(positions - 0.2, table[:, 0], width=0.4, label="AP50")
     axes.bar(positions + 0.2, table[:, 1], width=0.4, label="AP50-95")
     axes.set_xticks(positions, [str(n) for n in names], rotation=60, ha="right")
-    axes.set(ylim=(0, 1), title=f"AP per class ({title})")
-    axes.legend()
+    axes.set(ylim=(0, 1.02), title=f"AP per class ({title})")
+    _legend_outside(axes)
     return figure
 
 

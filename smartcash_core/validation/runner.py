@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from smartcash_core.cache import get_cache_info
+from smartcash_core.cache import USAGE_FIELDS, get_cache_info, track_cache_usage
 from smartcash_core.data.images import EXACT_DRAFT, FAST_DRAFT
 from smartcash_core.data.limits import DEFAULT_MAX_IMAGE_PIXELS
 from smartcash_core.data.loader import BatchLoader, LoadedBatch
@@ -39,6 +39,7 @@ from smartcash_core.errors import Cancelled, InvalidParamsError, MetricStateErro
 from smartcash_core.validation.accumulators.base import Accumulator, ResultDraft
 from smartcash_core.validation.accumulators.standard import standard_accumulators
 from smartcash_core.validation.detections import processed_batch, suppress
+from smartcash_core.validation.imgsz import resolve_imgsz
 from smartcash_core.validation.inference import Forward, HeadOutput, model_device
 from smartcash_core.validation.params import (
     ProgressCallback,
@@ -84,8 +85,8 @@ class PassLog:
     """The pass's own bookkeeping beside the accumulators: images and instances validated, skipped files
     and lines (``{file, line, reason}``), wall seconds per stage, CPU seconds per stage
     (``stage_cpu_seconds``: the decoding threads' CPU time under ``decode``, the pass thread's own under the
-    other stages; torch's intra-op threads of the forward are not in it), warnings, and where labels were
-    looked for. Benchmarks read the CPU times; they are not part of the result."""
+    other stages; torch's intra-op threads of the forward are not in it), warnings, where labels were
+    looked for, and its own cache use. Benchmarks read the CPU times; they are not part of the result."""
 
     images: int = 0
     instances: int = 0
@@ -94,6 +95,7 @@ class PassLog:
     warnings: list[ValidationWarning] = field(default_factory=list)
     label_locations: str = ""
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    cache_usage: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def warn(self, code: str, message: str) -> None:
         """Record a warning once (every shard of a distributed pass may raise the same one)."""
@@ -115,6 +117,10 @@ class PassLog:
         ):
             for stage, seconds in theirs.items():
                 mine[stage] = mine.get(stage, 0.0) + seconds
+        for cache, counts in other.cache_usage.items():
+            totals = self.cache_usage.setdefault(cache, dict.fromkeys(USAGE_FIELDS, 0))
+            for name, amount in counts.items():
+                totals[name] = totals.get(name, 0) + amount
 
 
 @dataclass
@@ -151,29 +157,49 @@ def collect_validation_state(
     ``accumulators``: fresh ones to feed instead of :func:`standard_accumulators` (in result order).
     ``overlap``: NMS and accumulators of batch k run on a second thread while batch k+1 runs its forward
     (same results, in the same order; off: one thread, for benchmarks' A/B).
+    ``params.imgsz`` ``None`` means the checkpoint's size; sizes off the stride are rounded up (a warning).
     """
     check_params(params)
     if max_image_pixels < 1:
         raise InvalidParamsError(f"max_image_pixels must be at least 1; got {max_image_pixels!r}")
-    plan = plan_pass(source, params, model.class_table.num_fine, model.stride, shard, max_image_pixels)
-    chosen = standard_accumulators(model, params) if accumulators is None else list(accumulators)
-    processor = BatchProcessor(model, params, plan, chosen)
+    params, imgsz = resolve_imgsz(params, model)
+    with track_cache_usage() as usage:
+        plan = plan_pass(source, params, model.class_table.num_fine, model.stride, shard, max_image_pixels)
+        chosen = standard_accumulators(model, params) if accumulators is None else list(accumulators)
+        processor = BatchProcessor(model, params, plan, chosen)
+        if imgsz.warning is not None:
+            processor.log.warn(*imgsz.warning)
+        feed_batches(processor, cancel, on_progress, max_image_pixels, overlap)
+    processor.log.cache_usage = usage.snapshot()
+    return ValidationState(processor.accumulators, processor.log)
+
+
+def feed_batches(
+    processor: BatchProcessor,
+    cancel: threading.Event | None,
+    on_progress: ProgressCallback | None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    overlap: bool = True,
+) -> None:
+    """Decode the plan's batches in the background and push each through ``processor`` (the forward here,
+    NMS and accumulators on the finisher's thread when ``overlap``)."""
+    params, plan = processor.params, processor.plan
     draft = FAST_DRAFT if params.fast_decode else EXACT_DRAFT
     pin_memory = processor.forward.device.type == "cuda"
+    imgsz = int(params.imgsz or 0)  # resolved by the caller
     loader = BatchLoader(
-        plan.plans, params.imgsz, params.workers, pin_memory=pin_memory, draft=draft,
-        max_pixels=max_image_pixels,
+        plan.plans, imgsz, params.workers, pin_memory=pin_memory, draft=draft, max_pixels=max_image_pixels
     )
     with loader, OverlappedFinish(processor, plan.total_images, on_progress, enabled=overlap) as finisher:
         for batch in batches_until_cancelled(loader, cancel, processor.log.stage_seconds):
             finisher.submit(processor.run_forward(batch))
-    return ValidationState(processor.accumulators, processor.log)
 
 
 def build_result(
     state: ValidationState, model: LoadedModel, params: ValidationParams, wall_s: float
 ) -> ValidationResult:
     """Let every accumulator of a (possibly merged) state write its part, and assemble the result."""
+    params = resolve_imgsz(params, model)[0]  # the size the pass used, as collect_validation_state chose it
     draft = ResultDraft(class_table=model.class_table, protocol=params.protocol)
     log = state.log
     if log.instances == 0:  # decided on the merged log: one shard without labels is no reason to warn
@@ -187,10 +213,11 @@ def build_result(
         speed_ms_per_image=speed_ms_per_image(log.stage_seconds, max(log.images, 1)),
         wall_s=wall_s,
         cache=get_cache_info(),
+        cache_job=log.cache_usage,
         per_image=draft.per_image,
         params=params.to_dict(),
         model={**model_summary(model), "precision": resolve_precision(params, model_device(model))[0]},
-        warnings=[warning.to_dict() for warning in log.warnings],
+        warnings=[warning.to_dict() for warning in dict.fromkeys([*log.warnings, *draft.warnings])],
         evaluator=draft.evaluator,
     )
 

@@ -17,6 +17,7 @@ from smartcash_core.validation.plots import (
     load_plot_data,
     plot_data,
     plot_data_bytes,
+    plot_figure,
     pr_f1_curves,
     render_plot,
     save_plot_data,
@@ -124,3 +125,61 @@ def test_cli_plots_writes_valid_pngs(tmp_path: Path, capsys: pytest.CaptureFixtu
         width, height = png_size(path)
         assert width >= 400 and height >= 300 and path.stat().st_size > 10_000, name
         assert f"plot: {path}" in out
+
+
+def _drawn(figure):  # type: ignore[no-untyped-def]
+    """The figure rendered (Agg), so legend and axes boxes have their final places; and its renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return figure, canvas.get_renderer()
+
+
+def _legend_texts(figure) -> list[str]:  # type: ignore[no-untyped-def]
+    return [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+
+
+def test_the_f1_legend_shows_each_classes_best_f1_not_its_ap(fixture_result) -> None:  # type: ignore[no-untyped-def]
+    data = plot_data(fixture_result)
+    texts = _legend_texts(plot_figure(data, "f1_curve.png"))
+    best = [f"{name} {row.max():.2f}" for name, row in zip(data.curve_names, data.f1_at_conf, strict=True)]
+    assert texts[:-1] == best
+    mean = data.f1_at_conf.mean(axis=0)
+    assert texts[-1] == f"all classes {mean.max():.2f} at {data.px[mean.argmax()]:.3f}"
+
+
+def test_the_pr_legend_shows_each_ap_and_the_mean_curves_map(fixture_result) -> None:  # type: ignore[no-untyped-def]
+    data = plot_data(fixture_result)
+    texts = _legend_texts(plot_figure(data, "pr_curve.png"))
+    per_class = {entry["name"]: entry["ap50"] for entry in fixture_result.metrics["per_class"]}
+    assert texts[:-1] == [f"{name} {ap:.3f}" for name, ap in per_class.items()]
+    assert texts[-1] == f"all classes {fixture_result.metrics['map50']:.3f} mAP@0.5"
+
+
+@pytest.mark.parametrize("name", ["pr_curve.png", "f1_curve.png", "ap_mapped.png", "ap_fine.png"])
+def test_legends_lie_outside_the_plotted_area(fixture_result, name: str) -> None:  # type: ignore[no-untyped-def]
+    figure, renderer = _drawn(plot_figure(plot_data(fixture_result), name))
+    axes = figure.axes[0]
+    legend_box = axes.get_legend().get_window_extent(renderer)
+    assert not legend_box.overlaps(axes.get_window_extent(renderer)), name
+    assert legend_box.x1 <= figure.bbox.x1 + 1  # and inside the picture
+
+
+def test_curves_at_one_are_drawn_inside_the_frame(fixture_result) -> None:  # type: ignore[no-untyped-def]
+    for name in ("pr_curve.png", "f1_curve.png"):
+        axes = plot_figure(plot_data(fixture_result), name).axes[0]
+        assert axes.get_ylim()[1] > 1.0 and axes.get_xlim()[1] > 1.0, name
+
+
+def test_both_confusion_matrices_put_the_true_class_down_the_side(fixture_result) -> None:  # type: ignore[no-untyped-def]
+    data = plot_data(fixture_result)
+    detection = plot_figure(data, "confusion_matrix.png").axes[0]
+    denomination = plot_figure(data, "denomination_confusion.png").axes[0]
+    for axes in (detection, denomination):
+        assert (axes.get_ylabel(), axes.get_xlabel()) == ("true", "predicted")
+    drawn = np.asarray(detection.images[0].get_array())
+    assert np.array_equal(drawn, data.confusion.T)  # stored predicted x true
+    # the row of true background holds the false positives: predictions that matched no object
+    assert np.array_equal(drawn[-1], data.confusion[:, -1]) and drawn[-1].sum() > 0
+    assert np.array_equal(np.asarray(denomination.images[0].get_array()), data.denomination_matrix)

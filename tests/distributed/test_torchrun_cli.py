@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-VOLATILE_KEYS = ("wall_s", "speed_ms_per_image", "cache", "distributed")
+VOLATILE_KEYS = ("wall_s", "speed_ms_per_image", "cache", "cache_job", "distributed")
 
 
 def validate_args(weights: Path, data: Path, json_out: Path) -> list[str]:

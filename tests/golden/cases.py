@@ -30,7 +30,7 @@ YOLOV5_WEIGHTS = FIXTURES / "yolov5" / "yolov5n_banknotes.pt"
 DEMO_WEIGHTS = Path(__file__).resolve().parents[2] / "smartcash_core" / "assets" / "demo_yolov5n.safetensors"
 VAL = FIXTURES / "yolov5" / "val"
 GOLDEN = FIXTURES / "golden"
-RUN_DEPENDENT = ("wall_s", "speed_ms_per_image", "cache")
+RUN_DEPENDENT = ("wall_s", "speed_ms_per_image", "cache", "cache_job")
 
 CaseOutput = tuple[dict[str, Any], dict[str, np.ndarray]]
 Case = Callable[[], CaseOutput]

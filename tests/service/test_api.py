@@ -120,7 +120,7 @@ def test_dataset_validation_errors(client_for: Client, synthetic_dataset: Path, 
         ({**base, "model": "nope", "dataset": synthetic_dataset.name}, 404, "not_found"),
         ({**base, "dataset": "../../etc"}, 400, "path_rejected"),
         ({**base, "dataset": str(synthetic_dataset)}, 400, "path_rejected"),
-        ({**base, "dataset": "no_such_set"}, 404, "not_found"),
+        ({**base, "dataset": "no_such_set"}, 400, "dataset_not_found"),
         ({**base, "dataset": "d" * 300}, 400, "path_rejected"),  # ENAMETOOLONG, not a 500
         ({**base, "dataset": f"{synthetic_dataset.name}/images/val"}, 422, "unprocessable"),
         (
@@ -135,17 +135,22 @@ def test_dataset_validation_errors(client_for: Client, synthetic_dataset: Path, 
         assert (response.status_code, response.json()["error"]["code"]) == (status, code), body
 
 
-def test_a_dataset_without_images_fails_the_job_with_a_reason(
+def test_a_dataset_of_broken_images_fails_the_job_with_a_code_and_a_relative_path(
     client_for: Client, tmp_path_factory: pytest.TempPathFactory, data_root: Path
 ) -> None:
-    empty = tmp_path_factory.mktemp("emptyset")
-    (empty / "images" / "val").mkdir(parents=True)
-    assert empty.parent == data_root
+    broken = tmp_path_factory.mktemp("brokenset")
+    (broken / "images" / "val").mkdir(parents=True)
+    (broken / "images" / "val" / "a.jpg").write_bytes(b"not a jpeg")  # an image at submit, none at run
+    assert broken.parent == data_root
     client = client_for()
     load_tiny(client)
-    final = wait_final(client, _submit(client, empty.name)["id"])
-    assert final["status"] == "failed" and final["error"]["message"] and final["result"] is None
-    assert client.get(f"/v1/validations/{final['id']}/images").status_code == 409
+    final = wait_final(client, _submit(client, broken.name)["id"])
+    assert final["status"] == "failed" and final["result"] is None
+    assert final["error"]["code"] == "dataset_empty", final["error"]
+    assert str(data_root) not in final["error"]["message"] and broken.name in final["error"]["message"]
+    images = client.get(f"/v1/validations/{final['id']}/images")
+    assert images.status_code == 409 and "failed" in images.json()["error"]["message"]
+    assert "wait until" not in images.json()["error"]["fix"]
 
 
 def test_upload_with_wait_returns_the_result(client_for: Client, synthetic_dataset: Path) -> None:

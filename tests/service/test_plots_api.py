@@ -83,6 +83,7 @@ def test_failed_job_has_no_plots(client_for: Client, data_root: Path) -> None:
     load_tiny(client)
     empty = data_root / "empty_for_plots"
     (empty / "images" / "val").mkdir(parents=True, exist_ok=True)
+    (empty / "images" / "val" / "a.jpg").write_bytes(b"not a jpeg")  # passes submit, fails the job
     try:
         body = {"model": "tiny", "dataset": empty.name, "params": FAST_PARAMS}
         job_id = client.post("/v1/validations", json=body).json()["id"]
@@ -90,4 +91,6 @@ def test_failed_job_has_no_plots(client_for: Client, data_root: Path) -> None:
     finally:
         shutil.rmtree(empty)  # the data root is shared by the session's tests
     response = client.get(f"/v1/validations/{job_id}/plots")
-    assert response.status_code == 404 and "failed" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert response.status_code == 404 and "failed: dataset_empty" in error["message"]
+    assert "matplotlib" not in error["fix"] and "plots extra" not in error["fix"]

@@ -186,3 +186,20 @@ def test_init_from_the_demo_checkpoint_carries_its_epochs() -> None:
     assert model.training
     assert prior["epochs_full"] > 0 and len(prior["sha256"]) == 64
     assert model.state_dict()["model.24.anchors"].shape == (3, 3, 2)
+
+
+def test_the_demo_checkpoint_records_the_loss_gains_it_trained_with(
+    small_model: torch.nn.Module, tmp_path: Path
+) -> None:
+    """What ``train_phase`` trains with (scratch-low scaled for 256 px) is what ``--loss`` later reads."""
+    from smartcash_core.checkpoint import load_model
+    from smartcash_core.training.loss import YoloLoss
+    from smartcash_core.training.train import save_demo_checkpoint
+
+    config = _config(imgsz=256)
+    path = tmp_path / "demo.safetensors"
+    save_demo_checkpoint(small_model.eval(), path, config, {"epochs_head": 0.5, "epochs_full": 1.0})
+    stored = load_model(path, "cpu").metadata["loss_hyp"]
+    trained_with = YoloLoss.for_model(small_model, config.imgsz).hyp
+    assert stored["obj"] == trained_with.obj == pytest.approx((256 / 640) ** 2)
+    assert (stored["box"], stored["cls"]) == (trained_with.box, trained_with.cls)

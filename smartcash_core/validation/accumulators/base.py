@@ -18,6 +18,7 @@ import numpy as np
 
 from smartcash_core.errors import MetricStateError
 from smartcash_core.metrics.state import MergeRule, StateArrays, merge_state_arrays
+from smartcash_core.validation.params import ValidationWarning
 
 if TYPE_CHECKING:
     from smartcash_core.classes import ClassTable
@@ -34,7 +35,8 @@ class ResultDraft:
 
     Each accumulator adds its part; later ones may read what earlier ones left in the typed slots
     (``class_counts`` for the metric tables, ``evaluator`` and ``image_columns`` for the per-image rows).
-    ``image_columns`` holds extra per-image values keyed by processing order.
+    ``image_columns`` holds extra per-image values keyed by processing order. ``warnings`` reach the
+    result's ``warnings`` after the pass's own.
     """
 
     class_table: ClassTable
@@ -44,6 +46,7 @@ class ResultDraft:
     image_columns: dict[int, dict[str, Any]] = field(default_factory=dict)
     class_counts: ClassCounts | None = None
     evaluator: DetectionEvaluator | None = None
+    warnings: list[ValidationWarning] = field(default_factory=list)
 
 
 class Accumulator(Protocol):

@@ -1,17 +1,22 @@
-"""YOLOv5's validation loss (box, obj, cls) over the batches, timed as its own ``loss`` stage."""
+"""YOLOv5's validation loss (box, obj, cls) over the batches, timed as its own ``loss`` stage, with the
+checkpoint's own loss gains when it records them (``metrics.loss.gains`` says which; see ``loss_gains``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
 from smartcash_core.errors import SmartCashError
 from smartcash_core.validation.accumulators.base import ArrayAccumulator, MergeRule, ResultDraft, StateArrays
 from smartcash_core.validation.detections import ProcessedBatch
 from smartcash_core.validation.loss import ValidationLoss, letterboxed_targets
+from smartcash_core.validation.loss_gains import loss_gains
+
+if TYPE_CHECKING:
+    from smartcash_core.checkpoint import LoadedModel
 
 
 class LossAccumulator(ArrayAccumulator):
@@ -20,8 +25,9 @@ class LossAccumulator(ArrayAccumulator):
     name = "loss"
     stage = "loss"
 
-    def __init__(self, network: nn.Module, imgsz: int) -> None:
-        self.loss = ValidationLoss.for_model(network, imgsz)
+    def __init__(self, model: LoadedModel) -> None:
+        self.gains, self.warning = loss_gains(model)
+        self.loss = ValidationLoss.for_model(model.model, self.gains.hyp)
 
     def update(self, batch: ProcessedBatch) -> None:
         if batch.head_levels is None:
@@ -41,4 +47,6 @@ class LossAccumulator(ArrayAccumulator):
         return {"sums": MergeRule.SUM, "batches": MergeRule.SUM}
 
     def result(self, into: ResultDraft) -> None:
-        into.metrics["loss"] = self.loss.summary()
+        into.metrics["loss"] = {**self.loss.summary(), "gains": self.gains.to_dict()}
+        if self.warning is not None:
+            into.warnings.append(self.warning)

@@ -29,6 +29,6 @@ def standard_accumulators(model: LoadedModel, params: ValidationParams) -> list[
         DenominationAccumulator(table),
     ]
     if params.compute_loss:  # reads the anchors from the Detect head
-        accumulators.append(LossAccumulator(model.model, params.imgsz))
+        accumulators.append(LossAccumulator(model))
     accumulators.append(PerImageAccumulator())
     return accumulators
