@@ -18,6 +18,7 @@ from service.settings import Settings
 from service.store import JobRecord
 from service.telemetry import ServiceTelemetry
 from service.uploads import UploadLimits, UploadSlots
+from service.webhooks.setup import Webhooks
 from smartcash_core.cache import clear_data_caches, get_cache_info
 
 
@@ -31,6 +32,7 @@ class ServiceState:
     telemetry: ServiceTelemetry
     cache_info: Callable[[], dict[str, dict[str, int]]] = get_cache_info
     clear_caches: Callable[[], None] = clear_data_caches
+    webhooks: Webhooks | None = None  # None: a state built without webhooks (every callback_url refused)
     upload_slots: UploadSlots = field(init=False)
 
     def __post_init__(self) -> None:

@@ -27,11 +27,12 @@ from service.errors import ServiceError, install_error_handlers
 from service.jobs import JobManager, QueueConfig, ValidationRunner
 from service.logs import configure_logging, new_request_id, request_id_var
 from service.registry import ModelLoader, ModelRegistry
-from service.routes import cache, health, models, telemetry, validations
+from service.routes import cache, health, models, runs, telemetry, validations
 from service.settings import Settings
 from service.sources import resolve_dataset
 from service.store import JobStore, open_store
 from service.telemetry import ServiceTelemetry
+from service.webhooks.setup import Webhooks
 from smartcash_core.cache import clear_data_caches, configure_caches, get_cache_info
 from smartcash_core.errors import SmartCashError
 
@@ -71,7 +72,11 @@ def create_app(
     """Build the service: open (and migrate) the job store; jobs are recovered when the app starts."""
     settings = settings or Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    configure_caches(image_bytes=settings.image_cache_bytes, label_bytes=settings.label_cache_bytes)
+    configure_caches(
+        image_bytes=settings.image_cache_bytes,
+        label_bytes=settings.label_cache_bytes,
+        model_bytes=settings.model_cache_bytes,
+    )
     telemetry_ = ServiceTelemetry(get_cache_info)
     store = open_store(
         settings.database_url_value(),
@@ -87,7 +92,11 @@ def create_app(
     )
     jobs = _job_manager(settings, store, registry, runner or _default_runner(), telemetry_)
     telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
-    state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
+    webhooks = Webhooks(settings, store, jobs.replica)
+    jobs.on_final = webhooks.wake
+    state = ServiceState(
+        settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches, webhooks=webhooks
+    )
 
     app = FastAPI(
         title="SmartCash Validation Service",
@@ -101,7 +110,7 @@ def create_app(
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    for module in (models, validations, cache):
+    for module in (models, validations, runs, cache):
         app.include_router(module.router, dependencies=protected)
     app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)
@@ -139,12 +148,16 @@ def _lifespan(state: ServiceState) -> Callable[[FastAPI], Any]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Preload in the background: /live answers at once and /ready says 503 until the model is in.
         state.jobs.start()  # recover jobs a previous run left active, start the lease keeper
+        if state.webhooks is not None:
+            state.webhooks.start()  # deliver what is due, including notifications a previous run left
         preload = threading.Thread(target=_preload, args=(state,), name="smartcash-preload", daemon=True)
         preload.start()
         try:
             yield
         finally:
             state.jobs.shutdown()
+            if state.webhooks is not None:
+                state.webhooks.stop()
             state.jobs.store.close()
 
     return lifespan
