@@ -156,7 +156,9 @@ async def submit_upload(
 async def _submit_upload_body(request: Request, state: ServiceState, wait: bool) -> str:
     parsed = await parse_multipart(request, state.upload_limits)
     model_name, checkpoint = parsed.fields.get("model"), parsed.fields.get("checkpoint")
-    if checkpoint is None or model_name is not None:
+    if model_name is not None and checkpoint is not None:
+        raise Unprocessable("form fields 'model' and 'checkpoint' are both set", "send one of them")
+    if checkpoint is None:
         model_name = _check_model_field(model_name or "")
     params = _params_from_field(parsed.fields.get("params"))
     tags = tags_from_field(parsed.fields.get("tags"))
