@@ -213,8 +213,7 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
     def _record(self, scope: Scope, status_code: int, seconds: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"  # templates, not raw paths: bounded labels
+        template = _route_template(scope)
         self.telemetry.observe_request(scope["method"], template, status_code, seconds)
         log.info(
             "request",
@@ -239,3 +238,14 @@ def cli_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (not the raw path: metric labels stay bounded). A mount (the offline
+    docs assets) has no route object: it is labelled by its prefix."""
+    template = getattr(scope.get("route"), "path", None)
+    if template:
+        return str(template)
+    if scope.get("endpoint") is not None and scope.get("root_path"):
+        return f"{scope['root_path']}/{{path}}"
+    return "unmatched"

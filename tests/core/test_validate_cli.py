@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from smartcash_core import metrics as metrics_package
 from smartcash_core.cli import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5"
@@ -27,7 +26,6 @@ def test_empty_dataset_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureF
     assert code != 0 and err[-1].startswith("error:") and "no images" in err[-1]
 
 
-@pytest.mark.skipif(not hasattr(metrics_package, "DetectionEvaluator"), reason="metrics engine not there yet")
 def test_tables_and_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "result.json"
     argv = [

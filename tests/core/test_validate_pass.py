@@ -1,7 +1,4 @@
-"""run_validation end to end: YOLOv5 val.py parity, synthetic set, uploads, progress, cancel, shards, cache.
-
-Needs the metrics engine's ``DetectionEvaluator`` (issue 3); the module is skipped until it exists.
-"""
+"""run_validation end to end: val.py parity, synthetic set, uploads, progress, cancel, shards, cache."""
 
 from __future__ import annotations
 
@@ -11,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from smartcash_core import metrics as metrics_package
 from smartcash_core.cache import clear_data_caches, get_cache_info
 from smartcash_core.errors import Cancelled, DatasetError
 from smartcash_core.validation.params import UploadedSample, ValidationParams
 from smartcash_core.validation.runner import run_validation
 from smartcash_core.validation.source import plan_batches
-
-if not hasattr(metrics_package, "DetectionEvaluator"):
-    pytest.skip("smartcash_core.metrics.DetectionEvaluator is not available yet", allow_module_level=True)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5"
 WEIGHTS = FIXTURES / "yolov5n_banknotes.pt"

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from smartcash_core.classes import default_class_table
 from smartcash_core.errors import DistributedError
 from smartcash_core.validation.distributed import (
     DistContext,
@@ -30,7 +31,7 @@ from smartcash_core.validation.distributed import (
 from smartcash_core.validation.distributed_pass import run_distributed_validation
 from smartcash_core.validation.params import ValidationParams
 from smartcash_core.validation.runner import run_validation
-from tests.distributed.evaluator_cases import evaluator_over, random_images
+from tests.metrics.helpers import evaluator_over, random_images
 
 Setup = Mapping[str, str]
 Scenario = Callable[[DistContext, Setup], Any]
@@ -49,11 +50,11 @@ def evaluator_gather(ctx: DistContext, setup: Setup) -> Any:
     """Each rank evaluates its shard of 14 random images (global ids); rank 0 merges and compares."""
     images = random_images(seed=11)
     start, stop = shard_bounds(len(images), ctx.rank, ctx.world_size, unit=4)  # 8 + 6 images
-    mine = evaluator_over(images[start:stop], "yolo", list(range(start, stop)))
+    mine = evaluator_over(images[start:stop], "yolo", default_class_table(), list(range(start, stop)))
     merged = gather_evaluator_state(mine, ctx)
     if merged is None:
         return None
-    single = evaluator_over(images, "yolo", None)
+    single = evaluator_over(images, "yolo", default_class_table())
     return {"merged": merged.compute().to_dict(), "single": single.compute().to_dict()}
 
 

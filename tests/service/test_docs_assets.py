@@ -81,3 +81,14 @@ def test_docs_follow_the_root_path_of_a_reverse_proxy(settings_for: Callable[...
 def test_asset_mount_serves_nothing_but_its_files(client_for: Client, path: str) -> None:
     response = client_for().get(path)
     assert response.status_code == 404, (path, response.text[:200])
+
+
+def test_asset_requests_are_labelled_by_the_mount_not_unmatched(client_for: Client) -> None:
+    client = client_for()
+    for name in ASSET_FILES:
+        assert client.get(f"{ASSETS_URL}/{name}").status_code == 200
+    assert client.get(f"{ASSETS_URL}/no-such-file.js").status_code == 404
+    text = client.get("/metrics").text
+    served = [line for line in text.splitlines() if f'route="{ASSETS_URL}/{{path}}"' in line]
+    assert any('status="200"' in line for line in served) and any('status="404"' in line for line in served)
+    assert 'route="unmatched"' not in text

@@ -163,7 +163,6 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
         return json.loads(handle.read(header_len)).get("__metadata__", {})
 
 
-@pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason="demo checkpoint not committed yet")
 def test_demo_checkpoint_loads_and_records_phase_two() -> None:
     from smartcash_core.checkpoint import load_model
 
@@ -180,7 +179,6 @@ def test_demo_checkpoint_loads_and_records_phase_two() -> None:
     assert _safetensors_metadata(DEMO_CHECKPOINT)  # metadata travels in the safetensors header
 
 
-@pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason="demo checkpoint not committed yet")
 def test_init_from_the_demo_checkpoint_carries_its_epochs() -> None:
     from smartcash_core.training.train import _initial_model
 
