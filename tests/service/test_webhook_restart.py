@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
+
 from smartcash_client import verify_signature
 from tests.service.conftest import FAST_PARAMS, wait_final
 from tests.service.servers import ServerProcess
@@ -22,9 +24,16 @@ def _server(state: Path, checkpoint_root: Path, data_root: Path) -> ServerProces
         data_root,
         SMARTCASH_WEBHOOK_SECRET=SECRET,
         SMARTCASH_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
-        SMARTCASH_WEBHOOK_BACKOFF_S="1.5",
+        SMARTCASH_WEBHOOK_BACKOFF_S="3",
         SMARTCASH_WEBHOOK_POLL_S="0.1",
     )
+
+
+def _wait_attempts(client: httpx.Client, job_id: str, attempts: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(f"/v1/validations/{job_id}").json()["notification"]["attempts"] < attempts:
+        assert time.monotonic() < deadline, "the attempt was not recorded in time"
+        time.sleep(0.02)
 
 
 def test_an_undelivered_notification_is_delivered_by_the_restarted_server(
@@ -46,8 +55,9 @@ def test_an_undelivered_notification_is_delivered_by_the_restarted_server(
                 job_id = submitted.json()["id"]
                 assert wait_final(client, job_id)["status"] == "succeeded"
                 receiver.wait_for(1)
+                _wait_attempts(client, job_id, 1)  # the failure is recorded: the next try is due in 3 s
         finally:
-            first.kill9()  # before the retry is due (1.5 s): the next attempts are the new process's
+            first.kill9()  # before the retry is due: the next attempts are the new process's
         killed_at = time.time()
         second = _server(state, checkpoint_root, data_root).start()
         try:
