@@ -129,7 +129,8 @@ class WebhookDispatcher:
     def deliver(self, notification: NotificationRecord) -> bool:
         """One attempt; records the outcome in the store. ``True`` when the receiver answered 2xx."""
         record = self.store.get(notification.job_id, with_result=True)
-        if record is None:
+        if record is None:  # cannot happen while jobs are never deleted; never retry it forever
+            self.store.notification_attempted(notification.job_id, self.replica, False, None, "job not found")
             return False
         body = json.dumps(payload(record, self.config.public_url), separators=(",", ":")).encode()
         status_code, error = self._post(notification.url, body, record.id)

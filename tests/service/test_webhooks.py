@@ -145,3 +145,14 @@ def test_callbacks_the_service_will_not_call_are_refused_at_submit(
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "callback_refused"
     assert message in refused.json()["error"]["message"]
     assert client.get("/v1/validations").json()["total"] == 0
+
+
+def test_the_backoff_doubles_is_capped_and_stops_after_the_last_attempt() -> None:
+    from service.webhooks.dispatcher import WebhookConfig
+
+    config = WebhookConfig(secret=b"s", max_attempts=6, backoff_s=2.0, backoff_max_s=10.0)
+    waits = [config.retry_in(attempts) for attempts in range(1, 7)]
+    assert waits[-1] is None  # the 6th failed attempt was the last
+    for wait, expected in zip(waits[:-1], (2.0, 4.0, 8.0, 10.0, 10.0), strict=True):
+        assert wait is not None and expected * 0.9 <= wait <= expected * 1.1
+    assert config.lease_s >= 3 * config.timeout_s  # a live deliverer never loses its lease mid-POST
