@@ -17,6 +17,7 @@ COPY pyproject.toml README.md ./
 COPY docker/install.sh docker/install.sh
 COPY smartcash_core smartcash_core
 COPY service service
+COPY smartcash_client smartcash_client
 RUN TORCH_VERSION="${TORCH_VERSION}" TORCH_INDEX_URL="${TORCH_INDEX_URL}" \
     bash docker/install.sh /opt/venv /src
 

@@ -16,11 +16,11 @@ demo: $(STAMP)
 	$(VENV)/bin/smartcash demo
 
 test: $(STAMP)
-	$(PY) -m ruff check smartcash_core service tests
+	$(PY) -m ruff check smartcash_core smartcash_client service tests
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check smartcash_core service tests
+	$(PY) -m ruff check smartcash_core smartcash_client service tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from service.remote_cli import add_remote_parser
 from smartcash_core.cli import build_parser, run_parsed
 
 
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--state-dir", default="demo_state")
     demo.add_argument("--no-serve", action="store_true", help="exit after printing the demo result")
     demo.set_defaults(handler=_run_demo)
+    add_remote_parser(commands)
     return run_parsed(parser, argv)
 
 

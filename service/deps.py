@@ -19,6 +19,7 @@ from service.store import JobRecord
 from service.streams import StreamSlots
 from service.telemetry import ServiceTelemetry
 from service.uploads import UploadLimits, UploadSlots
+from service.webhooks.setup import Webhooks
 from smartcash_core.cache import clear_data_caches, get_cache_info
 
 
@@ -32,6 +33,7 @@ class ServiceState:
     telemetry: ServiceTelemetry
     cache_info: Callable[[], dict[str, dict[str, int]]] = get_cache_info
     clear_caches: Callable[[], None] = clear_data_caches
+    webhooks: Webhooks | None = None  # None: a state built without webhooks (every callback_url refused)
     upload_slots: UploadSlots = field(init=False)
     stream_slots: StreamSlots = field(init=False)
     state_lock: StateDirLock | None = None  # held while the app runs on an unshared (SQLite) store

@@ -260,3 +260,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(ClientDisconnect, _client_disconnected)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error)
+
+
+class CheckpointChanged(ServiceError):
+    """A queued job's checkpoint file no longer has the bytes (sha256) it was submitted with."""
+
+    status_code = 409
+    code = "checkpoint_changed"

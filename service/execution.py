@@ -2,9 +2,13 @@
 
 A replica only claims jobs whose checkpoint (file sha256) it has loaded on the worker's device, so a job
 never runs with other weights than the ones it was submitted against, even when replicas bind the same
-model name to different files. The owner writes progress (which renews the lease and reports a cancel
-request from any replica) and the final state, all conditional on still holding the job: once another
-replica has marked it ``interrupted`` (lease expired), nothing this one writes lands.
+model name to different files. Checkpoint-in-request jobs name their file instead: the worker of the
+replica's default device claims them and loads the file (or reuses a loaded model of the same sha256)
+before the pass; a file whose bytes changed since the submit fails the job (``checkpoint_changed``).
+
+The owner writes progress (which renews the lease and reports a cancel request from any replica) and the
+final state, all conditional on still holding the job: once another replica has marked it ``interrupted``
+(lease expired), nothing this one writes lands.
 """
 
 from __future__ import annotations
@@ -82,18 +86,23 @@ class JobExecutor:
         self.plots = plots
         self._telemetry = telemetry
         self.stopping = False  # the replica shuts down: claim nothing more
+        self.on_final: Callable[[], None] = lambda: None  # a job ended here (wakes the webhook thread)
 
     # -- claim ---------------------------------------------------------------------------------------
     def claim(self, device: str) -> Job | None:
         if self.stopping:
             return None
         digests = sorted({entry.file_sha256 for entry in self.registry.entries() if entry.device == device})
-        record = self.store.claim(self.replica, digests)
+        record = self.store.claim(self.replica, digests, checkpoints=device == self._checkpoint_device())
         if record is None:
             return None
         job = self.live.get(record.id) or Job(id=record.id, model=record.model)  # a held upload, or new
-        entry = _entry_for(self.registry.entries(), record.model_sha256, device)
+        # a checkpoint job finds (or loads) its model in run(): on this worker thread, with errors reported
+        entries = self.registry.entries()
+        entry = None if record.checkpoint else _entry_for(entries, record.model_sha256, device)
         job.update(
+            checkpoint=record.checkpoint,
+            model_sha256=record.model_sha256,
             status="running",
             running=True,
             total=record.total,
@@ -106,6 +115,12 @@ class JobExecutor:
         self.live.add(job)
         log.info("job claimed", extra={"job_id": job.id, "model": record.model, "device": device})
         return job
+
+    def _checkpoint_device(self) -> str | None:
+        try:
+            return self.registry.default_device_name()
+        except SmartCashError:  # the configured default device is absent: no checkpoint jobs here
+            return None
 
     # -- run -----------------------------------------------------------------------------------------
     def run(self, job: Job) -> None:
@@ -129,6 +144,8 @@ class JobExecutor:
         self.finish(job, outcome, started)
 
     def _inputs(self, job: Job) -> tuple[LoadedModel, ValidationSource, ValidationParams]:
+        if job.entry is None and job.checkpoint is not None:
+            job.update(stage="loading", entry=self.registry.for_checkpoint(job.checkpoint, job.model_sha256))
         if job.entry is None:  # unloaded between the claim and now
             raise ServiceError(f"model {job.model!r} was unloaded before the job started", "load it again")
         if job.samples is not None:
@@ -193,6 +210,7 @@ class JobExecutor:
         job.update(status=status, samples=None, entry=None, done=done)  # drop uploaded bytes at once
         self.live.pop(job.id)
         job.finished.set()  # after the store write, so a waiter always reads the final record
+        self.on_final()
         seconds = None if started is None else time.perf_counter() - started
         if written:
             self._telemetry.job_finished(status, seconds)

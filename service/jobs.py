@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from service.registry import ModelEntry, ModelRegistry
 from service.store import FINAL_STATUSES, JobRecord, JobStore
 from service.telemetry import ServiceTelemetry
 from service.worker import DeviceWorker, LeaseKeeper
+from smartcash_core.errors import SmartCashError
 from smartcash_core.validation.params import UploadedSample, ValidationParams
 
 __all__ = ["Job", "JobManager", "QueueConfig", "ValidationRunner"]
@@ -89,6 +90,19 @@ class JobManager:
         if recovered:
             log.warning("marked %d jobs of a previous run interrupted", recovered)
         self._keeper.start()
+        try:  # checkpoint-in-request jobs submitted to any replica run on the default device's worker
+            self.ensure_worker(self._executor.registry.default_device_name())
+        except SmartCashError as exc:
+            log.error("no worker for checkpoint jobs: the default device is unusable: %s", exc)
+
+    @property
+    def on_final(self) -> Callable[[], None]:
+        """Called (no arguments) whenever a job reaches a final status on this replica."""
+        return self._executor.on_final
+
+    @on_final.setter
+    def on_final(self, callback: Callable[[], None]) -> None:
+        self._executor.on_final = callback
 
     def ensure_worker(self, device: str) -> DeviceWorker:
         with self._workers_lock:
@@ -139,10 +153,14 @@ class JobManager:
         source_label: str,
         params: ValidationParams,
         samples: list[UploadedSample] | None = None,
+        tags: Mapping[str, str] | None = None,
+        callback_url: str | None = None,
     ) -> str:
         """Queue a job; ``QueueFull`` (429) when the store already holds ``max_queue`` queued jobs.
 
-        ``samples`` (an upload) stay in this replica's memory, and the job is pinned here."""
+        ``samples`` (an upload) stay in this replica's memory, and the job is pinned here. An ephemeral
+        ``model`` (checkpoint in the request) makes the job name its checkpoint file, so any replica can run
+        it. ``callback_url`` (already checked against the policy) becomes a pending notification."""
         total = len(samples) if samples is not None else 0
         record = JobRecord(
             id=uuid.uuid4().hex,
@@ -155,6 +173,9 @@ class JobManager:
             created_at=time.time(),
             total=total,
             pinned_to=self.replica if samples is not None else None,
+            tags=dict(tags or {}),
+            checkpoint=model.checkpoint if model.ephemeral else None,
+            callback_url=callback_url,
         )
         # since=inf: the lease keeper must not judge the job before its row exists (set just below)
         held = Job(id=record.id, model=model.name, total=total, samples=samples, since=float("inf"))
@@ -231,6 +252,7 @@ class JobManager:
         job = self.live(job_id)
         if outcome.after == "cancelled":
             self._telemetry.job_finished("cancelled", None)
+            self.on_final()
             if job is not None:
                 self._release_held(job, "cancelled")
         elif outcome.after == "cancelling" and job is not None and job.running:
@@ -279,3 +301,4 @@ class JobManager:
             log.warning("marked %d jobs interrupted: their replica stopped renewing the lease", expired)
             for _ in range(expired):
                 self._telemetry.job_finished("interrupted", None)
+            self.on_final()

@@ -38,6 +38,8 @@ class Job:
     entry: ModelEntry | None = field(default=None, repr=False)
     source_kind: str = "dataset"
     source: str = ""
+    checkpoint: str | None = None  # a checkpoint-in-request job: loaded by the replica that runs it
+    model_sha256: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     since: float = field(default_factory=time.monotonic)
     stop_reason: StopReason | None = None

@@ -33,13 +33,14 @@ from service.redact import PathRedactor
 from service.registry import ModelLoader, ModelRegistry
 from service.request_context import RequestContextMiddleware
 from service.retention import RetentionPolicy, RetentionSweeper
-from service.routes import cache, checkpoints, comparisons, health, models, telemetry, validations
+from service.routes import cache, checkpoints, comparisons, health, models, runs, telemetry, validations
 from service.runtime_dirs import keep_caches_under
 from service.settings import Settings
 from service.sources import resolve_dataset
 from service.state_lock import StateDirLock, lock_state_dir
 from service.store import JobStore, StoreConfigError, open_store
 from service.telemetry import ServiceTelemetry
+from service.webhooks.setup import Webhooks
 from smartcash_core.cache import clear_data_caches, configure_caches, get_cache_info
 from smartcash_core.errors import SmartCashError
 
@@ -75,7 +76,11 @@ def create_app(
     settings = settings or Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     keep_caches_under(settings.state_dir)  # nothing under $HOME, no torchinductor_* in the temp dir
-    configure_caches(image_bytes=settings.image_cache_bytes, label_bytes=settings.label_cache_bytes)
+    configure_caches(
+        image_bytes=settings.image_cache_bytes,
+        label_bytes=settings.label_cache_bytes,
+        model_bytes=settings.model_cache_bytes,
+    )
     telemetry_ = ServiceTelemetry(get_cache_info)
     store, state_lock = _open_store(settings)
     registry = ModelRegistry(
@@ -88,7 +93,11 @@ def create_app(
     runner = runner or _default_runner(settings)
     jobs = _job_manager(settings, store, registry, runner, telemetry_, redact_paths)
     telemetry_.bind_gauges(jobs.queue_depth, lambda: len(registry))
-    state = ServiceState(settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches)
+    webhooks = Webhooks(settings, store, jobs.replica)
+    jobs.on_final = webhooks.wake
+    state = ServiceState(
+        settings, registry, jobs, telemetry_, get_cache_info, clear_data_caches, webhooks=webhooks
+    )
     state.state_lock = state_lock
     app = FastAPI(
         title="SmartCash Validation Service",
@@ -111,7 +120,7 @@ def _mount(app: FastAPI, settings: Settings, telemetry_: ServiceTelemetry) -> No
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    for module in (models, checkpoints, validations, cache, comparisons):
+    for module in (models, checkpoints, validations, runs, cache, comparisons):
         app.include_router(module.router, dependencies=protected)
     app.include_router(telemetry.router, dependencies=protected)
     install_offline_docs(app)
@@ -198,6 +207,8 @@ def _lifespan(state: ServiceState, retention: RetentionSweeper) -> Callable[[Fas
             state.state_lock = _lock_if_unshared(state.settings)
         state.jobs.start()  # recover jobs a previous run left active, start the lease keeper
         retention.start()
+        if state.webhooks is not None:
+            state.webhooks.start()  # deliver what is due, including notifications a previous run left
         preload = threading.Thread(target=_preload, args=(state,), name="smartcash-preload", daemon=True)
         preload.start()
         try:
@@ -205,6 +216,8 @@ def _lifespan(state: ServiceState, retention: RetentionSweeper) -> Callable[[Fas
         finally:
             retention.stop()
             state.jobs.shutdown()
+            if state.webhooks is not None:
+                state.webhooks.stop()
             state.jobs.store.close()
             if state.state_lock is not None:
                 state.state_lock.release()

@@ -12,6 +12,12 @@ and device, 409 otherwise; if the first load failed, the waiter loads it itself)
 
 Library errors raised by a load name the checkpoint as the client did (relative to the checkpoint root),
 never by its absolute server path.
+
+Checkpoint-in-request jobs (``POST /v1/validations {"checkpoint": ...}``) need no name: ``for_checkpoint``
+returns an *ephemeral* entry (``name == ""``) whose model is a loaded model with the same file sha256 (a
+named one, or one in the model cache) or is loaded now and kept only in the model cache, where the byte cap
+evicts it least-recently-used first. A job holds its model while it runs, so eviction never pulls weights
+from under a validation; they are freed when the job ends.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from service.errors import Conflict, NotFound
+from service.errors import CheckpointChanged, Conflict, NotFound
 from service.paths import resolve_under
 from smartcash_core.cache import model_cache
 from smartcash_core.checkpoint import LoadedModel
@@ -52,6 +58,11 @@ class ModelEntry:
     @property
     def device(self) -> str:
         return str(self.loaded.device)
+
+    @property
+    def ephemeral(self) -> bool:
+        """Loaded for a checkpoint-in-request job: no name, held by the model cache only."""
+        return not self.name
 
 
 def file_sha256(path: Path) -> str:
@@ -79,7 +90,9 @@ class ModelRegistry:
         self._on_load = on_load
         self._entries: dict[str, ModelEntry] = {}
         self._loading: dict[str, threading.Event] = {}  # names whose load is in flight
-        self._lock = threading.RLock()  # guards the two tables only, never held across a load
+        self._loading_files: dict[tuple[str, str, str], threading.Event] = {}  # ephemeral loads in flight
+        self._lock = threading.RLock()  # guards the tables only, never held across a load
+        self._default_device_name: str | None = None
 
     def load(self, name: str, checkpoint: str, device: str | None = None) -> ModelEntry:
         """Load ``checkpoint`` (relative to the checkpoint root) under ``name`` (blocking).
@@ -87,19 +100,84 @@ class ModelRegistry:
         Same name with the same bytes and device: returns the existing entry. Same name with other bytes:
         ``Conflict``. Other name with the same bytes and device: shares the loaded model.
         """
+        return self.load_path(name, checkpoint, self._checkpoint_file(checkpoint), device)
+
+    def _checkpoint_file(self, checkpoint: str) -> Path:
         path = resolve_under(self.checkpoint_root, checkpoint, "checkpoint")
         if not path.is_file():
             raise NotFound(
                 f"checkpoint {checkpoint!r} is not a file", "name a checkpoint file, not a directory"
             )
-        return self.load_path(name, checkpoint, path, device)
+        return path
+
+    # -- checkpoint-in-request (ephemeral) models ---------------------------------------------------------
+    def default_device_name(self) -> str:
+        """The device the configured default (``auto``: CUDA, MPS, CPU) is here, e.g. ``cpu`` or ``cuda:0``:
+        where checkpoint-in-request jobs run."""
+        if self._default_device_name is None:
+            self._default_device_name = str(select_device(self.default_device))
+        return self._default_device_name
+
+    def loaded_with(self, digest: str, device: str) -> LoadedModel | None:
+        """A model already loaded from a file with this sha256 on ``device``: named first, then cached."""
+        with self._lock:
+            named = next(
+                (e.loaded for e in self._entries.values() if e.file_sha256 == digest and e.device == device),
+                None,
+            )
+        return named if named is not None else model_cache().get(_cache_key(digest, torch.device(device)))
+
+    def for_checkpoint(self, checkpoint: str, expected_sha256: str | None = None) -> ModelEntry:
+        """An ephemeral entry for ``checkpoint`` on the default device (blocking: hashes, maybe loads).
+
+        With ``expected_sha256`` (a queued job's digest) a model of those bytes that is still loaded is used
+        even if the file has changed since; otherwise the file must still have those bytes
+        (``CheckpointChanged``), so a job never validates other weights than it was submitted with."""
+        device = self.default_device_name()
+        if expected_sha256:
+            loaded = self.loaded_with(expected_sha256, device)
+            if loaded is not None:
+                return _ephemeral(checkpoint, expected_sha256, loaded, 0.0, reused=True)
+        path = self._checkpoint_file(checkpoint)
+        digest = self._digest(path, checkpoint)
+        if expected_sha256 and digest != expected_sha256:
+            raise CheckpointChanged(
+                f"checkpoint {checkpoint!r} changed after the job was submitted (sha256 {digest[:12]}..., "
+                f"submitted {expected_sha256[:12]}...)",
+                "write each epoch's checkpoint to a new file, or submit the job again",
+            )
+        return self._load_ephemeral(checkpoint, path, digest, device)
+
+    def _digest(self, path: Path, label: str) -> str:
+        try:
+            return file_sha256(path)
+        except OSError as exc:
+            raise CheckpointError(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+
+    def _load_ephemeral(self, checkpoint: str, path: Path, digest: str, device: str) -> ModelEntry:
+        """Single flight per (file, device): concurrent submits of a new checkpoint load it once."""
+        key = _cache_key(digest, torch.device(device))
+        while True:
+            loaded = self.loaded_with(digest, device)
+            if loaded is not None:
+                return _ephemeral(checkpoint, digest, loaded, 0.0, reused=True)
+            with self._lock:
+                in_flight = self._loading_files.get(key)
+                if in_flight is None:
+                    reservation = self._loading_files[key] = threading.Event()
+                    break
+            in_flight.wait()
+        try:
+            entry = self._load_new("", checkpoint, path, digest, device)
+            return _ephemeral(checkpoint, digest, entry.loaded, entry.load_seconds, reused=entry.reused)
+        finally:
+            with self._lock:
+                del self._loading_files[key]
+            reservation.set()
 
     def load_path(self, name: str, label: str, path: Path, device: str | None = None) -> ModelEntry:
         """Load a checkpoint the operator chose (already trusted: no root check), shown as ``label``."""
-        try:
-            digest = file_sha256(path)
-        except OSError as exc:
-            raise CheckpointError(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+        digest = self._digest(path, label)
         wanted_device = device or self.default_device
         while True:
             with self._lock:
@@ -190,6 +268,20 @@ class ModelRegistry:
         if not still_used:
             _release_memory(entry.loaded.device)
         return entry
+
+
+def _ephemeral(
+    checkpoint: str, digest: str, loaded: LoadedModel, seconds: float, reused: bool
+) -> ModelEntry:
+    return ModelEntry(
+        name="",
+        checkpoint=checkpoint,
+        file_sha256=digest,
+        loaded=loaded,
+        loaded_at=time.time(),
+        load_seconds=seconds,
+        reused=reused,
+    )
 
 
 def _cache_key(file_sha256: str, device: torch.device) -> tuple[str, str, str]:

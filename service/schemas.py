@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
+from service.pipeline_schemas import Headline, NotificationOut, Tags
 from service.registry import ModelEntry
 from service.store import JobRecord
 from service.store.records import ImageSort
@@ -236,13 +237,42 @@ class ValidationRequest(StrictBody):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"model": "demo", "dataset": "demo", "split": "val", "params": {"imgsz": 320}}]
+            "examples": [
+                {"model": "demo", "dataset": "demo", "split": "val", "params": {"imgsz": 320}},
+                {
+                    "checkpoint": "exp7/epoch12.safetensors",
+                    "dataset": "demo",
+                    "tags": {"run": "exp7", "epoch": "12"},
+                    "callback_url": "https://ci.example.com/hooks/smartcash",
+                },
+            ]
         },
     )
-    model: str = Field(pattern=MODEL_NAME_PATTERN, description="name of a loaded model")
+    model: str | None = Field(None, pattern=MODEL_NAME_PATTERN, description="name of a loaded model")
+    checkpoint: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="instead of `model`: a checkpoint file relative to the checkpoint root, loaded for this "
+        "job (a loaded model with the same file sha256 is reused); no registration needed",
+    )
     dataset: str = Field(min_length=1, max_length=1024, description="YOLO dataset dir or data.yaml, relative")
     split: str = Field("val", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     params: ValidationParamsIn = Field(default_factory=ValidationParamsIn)
+    tags: Tags = Field(default_factory=dict)
+    callback_url: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2048,
+        description="receives a signed POST with the job's summary when it ends (any final status); hosts "
+        "must be allowed by SMARTCASH_WEBHOOK_ALLOWED_HOSTS",
+    )
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ValidationRequest:
+        if (self.model is None) == (self.checkpoint is None):
+            raise ValueError("give exactly one of `model` (a loaded model's name) or `checkpoint` (a file)")
+        return self
 
 
 class Progress(BaseModel):
@@ -265,7 +295,13 @@ class ValidationJob(BaseModel):
 
     id: str = Field(examples=["3f2c0a3b6d0e4bb8a1b0c6f0d9e8a7b6"])
     status: JobStatusName
-    model: str
+    model: str | None = Field(description="the loaded model's name; null for a checkpoint-in-request job")
+    checkpoint: str | None = Field(None, description="the checkpoint file a checkpoint-in-request job names")
+    tags: dict[str, str] = Field(default_factory=dict)
+    headline: Headline = Field(default_factory=Headline, description="map50 and map50_95 once it succeeded")
+    notification: NotificationOut | None = Field(
+        None, description="the completion webhook's delivery (GET of one job only)"
+    )
     source_kind: Literal["dataset", "upload"]
     source: str
     params: dict[str, Any]
@@ -287,7 +323,10 @@ class ValidationJob(BaseModel):
         return cls(
             id=record.id,
             status=record.status,
-            model=record.model,  # type: ignore[arg-type]
+            model=record.model or None,
+            checkpoint=record.checkpoint,
+            tags=record.tags,
+            headline=Headline(map50=record.map50, map50_95=record.map50_95),
             source_kind=record.source_kind,
             source=record.source,
             params=record.params,  # type: ignore[arg-type]
@@ -336,13 +375,20 @@ class PlotList(BaseModel):
 
 
 class ProgressEvent(BaseModel):
-    """``data`` of each SSE event (events: ``progress``, then one ``status`` with the final state)."""
+    """``data`` of each SSE event (events: ``progress``, then one ``status`` with the final state; that one
+    also carries ``metrics`` when the job succeeded, and ``error`` when it did not)."""
 
     id: str
     status: JobStatusName
     done: int
     total: int
     stage: str
+    metrics: dict[str, Any] | None = Field(
+        None,
+        description="final event of a succeeded job: map50, map50_95 and per_class_ap50 "
+        "({mapped class name: AP50})",
+        examples=[{"map50": 0.91, "map50_95": 0.66, "per_class_ap50": {"1000": 0.95, "feature": 0.8}}],
+    )
 
 
 # -- cache -------------------------------------------------------------------------------------------

@@ -102,6 +102,27 @@ class Settings(BaseSettings):
     retention_days: float = Field(30.0, ge=0, description="finished jobs older: deleted; 0: keep")
     retention_max_jobs: int = Field(10_000, ge=0, description="newest finished jobs kept; 0: all")
     retention_interval_s: float = Field(3600.0, gt=0, description="how often retention runs (and at start)")
+    model_cache_bytes: int | None = Field(
+        None, ge=0, description="byte cap of loaded models kept for reuse (checkpoint-in-request models are "
+        "evicted least recently used first); unset: the library default (2 GiB)"
+    )
+    webhook_allowed_hosts: str = Field(
+        "", description="comma-separated callback_url targets: host names (`hooks.example.com`, "
+        "`*.example.com`), IP addresses or CIDRs (`127.0.0.1`, `10.1.0.0/16`); empty: webhooks refused. A "
+        "name's resolved addresses must be public or listed too"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of X-SmartCash-Signature; webhooks are refused while unset"
+    )
+    webhook_max_attempts: int = Field(8, ge=1, le=100, description="delivery attempts before giving up")
+    webhook_backoff_s: float = Field(2.0, gt=0, le=3600, description="wait before the 1st retry; doubles")
+    webhook_backoff_max_s: float = Field(600.0, gt=0, le=86400, description="longest wait between attempts")
+    webhook_timeout_s: float = Field(10.0, gt=0, le=300, description="one delivery attempt's timeout")
+    webhook_poll_s: float = Field(1.0, gt=0, le=60, description="how often due notifications are looked for")
+    public_url: str | None = Field(
+        None, pattern=r"^https?://[^\s]+$", description="base URL of this service as clients reach it; "
+        "when set, webhook payload links are absolute"
+    )
     log_level: str = Field("info", description="debug, info, warning, error")
     log_json: bool = Field(True, description="one JSON object per log line")
 
@@ -126,6 +147,11 @@ class Settings(BaseSettings):
         if self.api_key is None or not self.api_key.get_secret_value():
             return None
         return self.api_key.get_secret_value()
+
+    def webhook_secret_value(self) -> bytes | None:
+        if self.webhook_secret is None or not self.webhook_secret.get_secret_value():
+            return None
+        return self.webhook_secret.get_secret_value().encode()
 
     def preload_entries(self) -> list[tuple[str, str]]:
         """``SMARTCASH_PRELOAD`` parsed into ``(name, relative checkpoint path)`` pairs."""

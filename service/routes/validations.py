@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterable
+from functools import partial
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
@@ -21,6 +22,13 @@ from service.deps import JobRecordDep, JobsDep, ServiceState, StateDep
 from service.errors import Conflict, Unprocessable
 from service.jobs import JobManager
 from service.openapi_examples import error_responses
+from service.pipeline_schemas import NotificationOut
+from service.pipeline_submit import (
+    checked_callback,
+    model_for,
+    parse_tag_filter,
+    tags_from_field,
+)
 from service.schemas import (
     MODEL_NAME_PATTERN,
     ImageSort,
@@ -37,6 +45,7 @@ from service.schemas import (
 from service.sources import inspect_dataset
 from service.store import ImageQuery
 from service.streams import StreamSlotDep
+from service.summaries import headline_metrics
 from service.uploads import parse_multipart, samples_from_files
 from smartcash_core.validation.imgsz import with_default_imgsz
 from smartcash_core.validation.precision import check_precision_for_device
@@ -53,12 +62,24 @@ _UPLOAD_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["model", "files"],
+                    "required": ["files"],
                     "properties": {
                         "model": {
                             "type": "string",
-                            "description": "name of a loaded model",
+                            "description": "name of a loaded model (or send `checkpoint`)",
                             "example": "demo",
+                        },
+                        "checkpoint": {
+                            "type": "string",
+                            "description": "instead of `model`: a checkpoint file under the checkpoint root",
+                        },
+                        "tags": {
+                            "type": "string",
+                            "description": 'JSON object of string tags, e.g. {"run": "exp7", "epoch": "3"}',
+                        },
+                        "callback_url": {
+                            "type": "string",
+                            "description": "webhook called when the job ends (allowed hosts only)",
                         },
                         "params": {
                             "type": "string",
@@ -103,14 +124,16 @@ async def submit_dataset(
     state: StateDep,
     wait: Annotated[bool, Query(description="answer with the finished result (small datasets only)")] = False,
 ) -> JSONResponse:
-    entry = state.registry.get(body.model)
+    callback = await checked_callback(state, body.callback_url)
     # checked here for a 4xx now; the replica that claims the job resolves it again under its own data root
     _, images = await run_in_threadpool(inspect_dataset, state.settings.data_root, body.dataset, body.split)
     _check_wait(wait, images, state.settings.wait_max_images, "datasets")
+    entry = await model_for(state, body.model, body.checkpoint)  # a checkpoint loads on a worker thread
     params = with_default_imgsz(body.params.to_params(device=entry.device, split=body.split), entry.loaded)
     check_precision_for_device(params, entry.device)  # 400 now, not a failed job later
     await run_in_threadpool(check_job_memory, state.settings, entry, params, images)
-    job_id = await run_in_threadpool(state.jobs.submit, entry, "dataset", body.dataset, params)
+    submit = partial(state.jobs.submit, tags=body.tags, callback_url=callback)
+    job_id = await run_in_threadpool(submit, entry, "dataset", body.dataset, params)
     if wait and await _wait(state.jobs, job_id, state.settings.wait_timeout_s):
         return await run_in_threadpool(_accepted, job_id, state.jobs, 200)
     return await run_in_threadpool(_accepted, job_id, state.jobs)
@@ -146,22 +169,30 @@ async def submit_upload(
 
 async def _submit_upload_body(request: Request, state: ServiceState, wait: bool) -> str:
     parsed = await parse_multipart(request, state.upload_limits)
-    model_name = parsed.fields.get("model", "")
-    entry = state.registry.get(_check_model_field(model_name))
+    model_name, checkpoint = parsed.fields.get("model"), parsed.fields.get("checkpoint")
+    if model_name is not None and checkpoint is not None:
+        raise Unprocessable("form fields 'model' and 'checkpoint' are both set", "send one of them")
+    if checkpoint is None:
+        model_name = _check_model_field(model_name or "")
     params = _params_from_field(parsed.fields.get("params"))
+    tags = tags_from_field(parsed.fields.get("tags"))
+    callback = await checked_callback(state, parsed.fields.get("callback_url"))
     samples = await run_in_threadpool(samples_from_files, parsed.files, state.upload_limits)
     _check_wait(wait, len(samples), state.settings.wait_max_images, "uploads")
+    entry = await model_for(state, model_name, checkpoint)
     label = f"upload ({len(samples)} images)"
     chosen = with_default_imgsz(params.to_params(entry.device), entry.loaded)
     check_precision_for_device(chosen, entry.device)  # 400 now, not a failed job later
     await run_in_threadpool(check_job_memory, state.settings, entry, chosen, len(samples))
-    return await run_in_threadpool(state.jobs.submit, entry, "upload", label, chosen, samples)
+    submit = partial(state.jobs.submit, tags=tags, callback_url=callback)
+    return await run_in_threadpool(submit, entry, "upload", label, chosen, samples)
 
 
 def _check_model_field(value: str) -> str:
     if not re.fullmatch(MODEL_NAME_PATTERN, value or ""):
         raise Unprocessable(
-            f"form field 'model' is missing or invalid ({value!r})", "add -F model=<loaded name>"
+            f"form field 'model' is missing or invalid ({value!r})",
+            "add -F model=<loaded name> or -F checkpoint=<file under the checkpoint root> (not both)",
         )
     return value
 
@@ -186,8 +217,19 @@ def list_validations(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     status_filter: Annotated[JobStatusName | None, Query(alias="status")] = None,
+    tag: Annotated[
+        list[str] | None,
+        Query(
+            max_length=16,
+            description="`key:value`; repeat for several tags (a job must carry all of them)",
+            examples=["run:exp7"],
+        ),
+    ] = None,
 ) -> ValidationPage:
-    records, total = jobs.store.list(offset, limit, status_filter)
+    tag_filter = parse_tag_filter(tag or [])
+    if tag_filter is None:  # the same key asked with two values: no job carries both
+        return ValidationPage(items=[], total=0, offset=offset, limit=limit)
+    records, total = jobs.store.list(offset, limit, status_filter, tag_filter)
     items = [ValidationJob.from_record(jobs.with_live_progress(record)) for record in records]
     return ValidationPage(items=items, total=total, offset=offset, limit=limit)
 
@@ -203,6 +245,9 @@ def get_validation(
     job = ValidationJob.from_record(jobs.record(record.id))
     if include_per_image and job.result is not None:
         job.result["per_image"] = jobs.store.per_image_all(record.id)
+    notification = jobs.store.notification(record.id)
+    if notification is not None:
+        job.notification = NotificationOut.from_record(notification)
     return job
 
 
@@ -293,36 +338,65 @@ def get_plot(
     response_class=EventSourceResponse,
     responses=error_responses(401, 404, 409, 422, 429, examples={429: "too_many_streams"}),
     summary="Server-Sent Events: `progress` while it runs, then one `status` with the final state",
+    description=(
+        "Each event has an `id` (`<done>.<phase>` for progress, `final` for the last one). A client that "
+        "reconnects with `Last-Event-ID` gets only newer progress, then the final event (always sent). The "
+        "final `status` event of a succeeded job carries `metrics`: map50, map50_95 and per_class_ap50."
+    ),
 )
 async def validation_events(
-    record: JobRecordDep, jobs: JobsDep, state: StateDep, _slot: StreamSlotDep
+    record: JobRecordDep,
+    jobs: JobsDep,
+    state: StateDep,
+    _slot: StreamSlotDep,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> AsyncIterable[ServerSentEvent]:
     # The job may run on this replica (memory, every batch) or another one (its store row, throttled).
+    seen = _position_of(last_event_id)
     last: tuple[Any, ...] | None = None
     while True:
         progress, finished, local = await run_in_threadpool(jobs.progress, record.id)
         if finished:
             break
         current = (progress["status"], progress["done"], progress["total"], progress["stage"])
-        if current != last:
+        position = _position(progress)
+        if current != last and (seen is None or position > seen):
             last = current
-            yield _event("progress", record.id, progress)
+            yield _event("progress", record.id, progress, event_id=f"{position[0]}.{position[1]}")
         await asyncio.sleep(_SSE_POLL_S if local else state.settings.sse_poll_s)
-    final = await run_in_threadpool(jobs.record, record.id, False)
-    yield _event(
-        "status",
-        record.id,
-        {"status": final.status, "done": final.done, "total": final.total, "stage": final.stage},
-        error=final.error,
-    )
+    final = await run_in_threadpool(jobs.record, record.id, True)
+    state_ = {"status": final.status, "done": final.done, "total": final.total, "stage": final.stage}
+    metrics = headline_metrics(final.result) if final.status == "succeeded" else None
+    yield _event("status", record.id, state_, error=final.error, metrics=metrics, event_id="final")
+
+
+# the phase of a progress event id: later phases of the same image count are newer events
+_PHASES = {"queued": 0, "running": 1, "cancelling": 2}
+
+
+def _position(progress: dict[str, Any]) -> tuple[int, int]:
+    return int(progress["done"]), _PHASES.get(str(progress["status"]), 0)
+
+
+def _position_of(event_id: str | None) -> tuple[int, int] | None:
+    """The position a ``Last-Event-ID`` names; ``None`` (send everything) when absent or not ours."""
+    match = re.fullmatch(r"(\d{1,12})\.(\d)", (event_id or "").strip())
+    return None if match is None else (int(match.group(1)), int(match.group(2)))
 
 
 def _event(
-    kind: str, job_id: str, state: dict[str, Any], error: dict[str, Any] | None = None
+    kind: str,
+    job_id: str,
+    state: dict[str, Any],
+    error: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    event_id: str | None = None,
 ) -> ServerSentEvent:
     data = ProgressEvent(
         id=job_id, status=state["status"], done=state["done"], total=state["total"], stage=state["stage"]
-    ).model_dump()
+    ).model_dump(exclude_none=True)
+    if metrics is not None:
+        data["metrics"] = metrics
     if error is not None:
         data["error"] = error
-    return ServerSentEvent(event=kind, data=data)
+    return ServerSentEvent(event=kind, data=data, id=event_id)

@@ -20,6 +20,7 @@ from service.store.records import (
     ImageQuery,
     JobRecord,
     JobStatus,
+    NotificationRecord,
 )
 from service.store.sqlite import SqliteJobStore
 
@@ -37,6 +38,7 @@ __all__ = [
     "JobStatus",
     "JobStore",
     "MigrationError",
+    "NotificationRecord",
     "SqliteJobStore",
     "StoreConfigError",
     "StoreUnavailable",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from service.store.records import CancelOutcome, ImagePage, ImageQuery, JobRecord
+from service.store.records import CancelOutcome, ImagePage, ImageQuery, JobRecord, NotificationRecord
 
 
 @runtime_checkable
@@ -34,14 +34,18 @@ class JobStore(Protocol):
         """Insert a ``queued`` job unless ``max_queued`` jobs already wait (then ``False``, nothing written).
 
         A record with ``pinned_to`` set gets a lease owned by that replica, so the job is interrupted if the
-        replica dies before running it."""
+        replica dies before running it. Its ``tags`` are written with it (filterable), and a ``callback_url``
+        becomes a pending notification in the same transaction."""
         ...
 
     def queued_count(self) -> int: ...
 
-    def claim(self, owner: str, model_digests: Sequence[str]) -> JobRecord | None:
-        """Atomically take the oldest queued job whose checkpoint digest is in ``model_digests`` and which is
-        not pinned to another replica: it becomes ``running``, owned by ``owner`` under a fresh lease.
+    def claim(
+        self, owner: str, model_digests: Sequence[str], checkpoints: bool = False
+    ) -> JobRecord | None:
+        """Atomically take the oldest queued job whose checkpoint digest is in ``model_digests`` (or, with
+        ``checkpoints``, any job naming a checkpoint file, which the claimer loads itself) and which is not
+        pinned to another replica: it becomes ``running``, owned by ``owner`` under a fresh lease.
         ``None`` when there is none. Two claimers never get the same job."""
         ...
 
@@ -65,9 +69,9 @@ class JobStore(Protocol):
         error: dict[str, Any] | None = None,
         artifacts: Mapping[str, bytes] | None = None,
     ) -> bool:
-        """Store the final status with the result (its ``per_image`` rows go to their own table) or the error,
-        and the job's artifacts, in one transaction. ``False`` (nothing written) when ``owner`` no longer
-        holds the job."""
+        """Store the final status with the result (its ``per_image`` rows go to their own table; its headline
+        mAPs to columns of their own) or the error, and the job's artifacts, in one transaction. ``False``
+        (nothing written) when ``owner`` no longer holds the job."""
         ...
 
     # -- recovery --------------------------------------------------------------------------------------
@@ -102,8 +106,14 @@ class JobStore(Protocol):
         their rows and artifacts; returns their ids. Active jobs are never touched."""
         ...
 
-    def list(self, offset: int, limit: int, status: str | None = None) -> tuple[list[JobRecord], int]:
-        """Newest first; one page and the total count (with the same status filter)."""
+    def list(
+        self,
+        offset: int,
+        limit: int,
+        status: str | None = None,
+        tag_filter: Mapping[str, str] | None = None,
+    ) -> tuple[list[JobRecord], int]:
+        """Newest first; one page and the total count (with the same filters: status, and every tag given)."""
         ...
 
     def per_image_page(self, job_id: str, query: ImageQuery) -> ImagePage:
@@ -117,3 +127,28 @@ class JobStore(Protocol):
     def put_artifact(self, job_id: str, name: str, content: bytes) -> None: ...
 
     def get_artifact(self, job_id: str, name: str) -> bytes | None: ...
+
+    # -- completion webhooks (any replica delivers) -----------------------------------------------------
+    def claim_notification(self, owner: str, lease_s: float) -> NotificationRecord | None:
+        """Take the pending notification due longest ago whose job is final and whose lease is free or ran
+        out; ``owner`` holds it for ``lease_s`` seconds. Two claimers never get the same one at once."""
+        ...
+
+    def notification_attempted(
+        self,
+        job_id: str,
+        owner: str,
+        delivered: bool,
+        status_code: int | None = None,
+        error: str | None = None,
+        retry_in_s: float | None = None,
+    ) -> bool:
+        """Record a delivery attempt and release the lease: delivered, due again in ``retry_in_s`` seconds,
+        or ``failed`` for good (``retry_in_s`` ``None``). ``False`` when ``owner`` no longer holds it."""
+        ...
+
+    def release_notifications(self, owner: str | None) -> int:
+        """Free the notification leases ``owner`` holds (all of them when ``None``)."""
+        ...
+
+    def notification(self, job_id: str) -> NotificationRecord | None: ...

@@ -49,6 +49,9 @@ class JobRecord:
     ``model_sha256`` is the file digest of the checkpoint the job was submitted against: only a replica that
     has those exact bytes loaded claims it. ``owner`` is the replica that holds (or held) the job's lease;
     ``pinned_to`` names the only replica allowed to claim it (uploads: their bytes live in its memory).
+    ``checkpoint`` (instead of a loaded model's name) is a file under the checkpoint root that the claiming
+    replica loads; ``tags`` are the client's labels (run history); ``map50``/``map50_95`` copy the result's
+    headline once it succeeded; ``callback_url`` is only written (with a notification), never read back.
     """
 
     id: str
@@ -69,6 +72,11 @@ class JobRecord:
     pinned_to: str | None = None
     attempts: int = 0
     lease_expires_at: float | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    checkpoint: str | None = None
+    map50: float | None = None
+    map50_95: float | None = None
+    callback_url: str | None = field(default=None, repr=False)
     result: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -110,3 +118,26 @@ class ImageQuery:
 class ImagePage:
     items: list[dict[str, Any]]
     total: int
+
+
+NotificationState = Literal["pending", "delivered", "failed"]
+
+
+@dataclass
+class NotificationRecord:
+    """A job's completion webhook: ``pending`` until delivered (2xx) or out of attempts (``failed``).
+
+    ``owner``/``lease_expires_at`` name the replica delivering it right now; ``next_attempt_at`` (Unix
+    seconds) is when it may be tried again after a failure."""
+
+    job_id: str
+    url: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    owner: str | None = None
+    lease_expires_at: float | None = None
+    last_error: str | None = None
+    last_status_code: int | None = None
+    delivered_at: float | None = None

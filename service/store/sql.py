@@ -13,13 +13,15 @@ this way the SQL a reviewer reads is the SQL that runs, with one dependency less
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from service.store import images
+from service.store import images, tags
 from service.store.connection import Tx
+from service.store.notifications import NotificationSql
 from service.store.records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -33,7 +35,8 @@ from service.store.records import (
 
 _COLUMNS = (
     "id, status, model, source_kind, source, params, created_at, model_sha256, started_at, finished_at, "
-    "done, total, stage, error, owner, pinned_to, attempts, lease_expires_at"
+    "done, total, stage, error, owner, pinned_to, attempts, lease_expires_at, tags, checkpoint, map50, "
+    "map50_95"
 )
 _ACTIVE = "(" + ", ".join(f"'{status}'" for status in ACTIVE_STATUSES) + ")"
 _RUNNING = "(" + ", ".join(f"'{status}'" for status in RUNNING_STATUSES) + ")"
@@ -46,7 +49,7 @@ _RESTART_ERROR = {"code": "interrupted", "message": "the service stopped while t
 _CANCELLED_ERROR = {"code": "cancelled", "message": "cancelled before it started"}
 
 
-class SqlJobStore(ABC):
+class SqlJobStore(ABC, NotificationSql):
     """``JobStore`` over a DB-API-like connection; see ``service.store.interface`` for the contract."""
 
     backend: str
@@ -73,7 +76,7 @@ class SqlJobStore(ABC):
     @abstractmethod
     def schema_version(self) -> int: ...
 
-    def _lock_queue(self, tx: Tx) -> None:  # noqa: B027 (a hook: SQLite's write lock already serialises)
+    def _lock_queue(self, tx: Tx) -> None:  # a hook: SQLite's write lock already serialises
         """Serialise submissions so the queue bound is exact across replicas."""
 
     # -- submit and the queue ---------------------------------------------------------------------------
@@ -88,9 +91,9 @@ class SqlJobStore(ABC):
                 return False
             tx.execute(
                 "INSERT INTO jobs (id, seq, status, model, model_sha256, source_kind, source, params, "
-                "created_at, total, owner, pinned_to, lease_expires_at) "
+                "created_at, total, tags, checkpoint, owner, pinned_to, lease_expires_at) "
                 "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), 'queued', ?, ?, ?, ?, ?, "
-                f"{self._NOW}, ?, {lease})",
+                f"{self._NOW}, ?, ?, ?, {lease})",
                 (
                     record.id,
                     record.model,
@@ -99,9 +102,15 @@ class SqlJobStore(ABC):
                     record.source,
                     json.dumps(record.params),
                     record.total,
+                    json.dumps(record.tags, sort_keys=True),
+                    record.checkpoint,
                     *lease_args,
                 ),
             )
+            if record.tags:
+                tx.executemany(tags.INSERT_SQL, tags.tag_rows(record.id, record.tags))
+            if record.callback_url is not None:
+                self._create_notification(tx, record.id, record.callback_url)
         return True
 
     def queued_count(self) -> int:
@@ -112,16 +121,19 @@ class SqlJobStore(ABC):
     def _queued(tx: Tx) -> int:
         return int(tx.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0])
 
-    def claim(self, owner: str, model_digests: Sequence[str]) -> JobRecord | None:
-        if not model_digests:
+    def claim(
+        self, owner: str, model_digests: Sequence[str], checkpoints: bool = False
+    ) -> JobRecord | None:
+        if not model_digests and not checkpoints:
             return None
-        digests = ", ".join("?" for _ in model_digests)
+        loaded = f"model_sha256 IN ({', '.join('?' for _ in model_digests)})" if model_digests else "0 = 1"
+        runnable = f"({loaded} OR checkpoint IS NOT NULL)" if checkpoints else loaded
         with self._statement(write=True) as tx:
             rows = tx.execute(
                 f"UPDATE jobs SET status = 'running', owner = ?, started_at = {self._NOW}, "
                 f"lease_expires_at = {self._NOW} + ?, attempts = attempts + 1 "
                 "WHERE status = 'queued' AND id = ("
-                f"SELECT id FROM jobs WHERE status = 'queued' AND model_sha256 IN ({digests}) "
+                f"SELECT id FROM jobs WHERE status = 'queued' AND {runnable} "
                 f"AND (pinned_to IS NULL OR pinned_to = ?) ORDER BY seq LIMIT 1{self._CLAIM_LOCK}) "
                 f"RETURNING {_COLUMNS}",
                 (owner, self.lease_s, *model_digests, owner),
@@ -160,11 +172,12 @@ class SqlJobStore(ABC):
         if result is not None:
             result = dict(result)
             per_image = list(result.pop("per_image", None) or [])
+        map50, map50_95 = headline_numbers(result)
         with self._transaction(write=True) as tx:
             updated = tx.execute(
-                f"UPDATE jobs SET status = ?, finished_at = {self._NOW}, result = ?, error = ?, "
-                f"lease_expires_at = NULL WHERE id = ? AND owner = ? AND status IN {_RUNNING}",
-                (status, _dumps(result), _dumps(error), job_id, owner),
+                f"UPDATE jobs SET status = ?, finished_at = {self._NOW}, result = ?, error = ?, map50 = ?, "
+                f"map50_95 = ?, lease_expires_at = NULL WHERE id = ? AND owner = ? AND status IN {_RUNNING}",
+                (status, _dumps(result), _dumps(error), map50, map50_95, job_id, owner),
             ).rowcount
             if updated != 1:
                 return False
@@ -256,8 +269,17 @@ class SqlJobStore(ABC):
             row = tx.execute(f"SELECT {columns} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _record(row, with_result)
 
-    def list(self, offset: int, limit: int, status: str | None = None) -> tuple[list[JobRecord], int]:
-        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+    def list(
+        self,
+        offset: int,
+        limit: int,
+        status: str | None = None,
+        tag_filter: Mapping[str, str] | None = None,
+    ) -> tuple[list[JobRecord], int]:
+        clauses, args = tags.filters(tag_filter or {})
+        if status:
+            clauses, args = ["status = ?", *clauses], [status, *args]
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self._transaction(write=False) as tx:
             total = tx.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0]
             rows = tx.execute(
@@ -305,6 +327,20 @@ class SqlJobStore(ABC):
         return None if row is None else bytes(row[0])
 
 
+def headline_numbers(result: Mapping[str, Any] | None) -> tuple[float | None, float | None]:
+    """``(map50, map50_95)`` of a result's mapped view; ``None`` where it has no finite number."""
+    metrics = (result or {}).get("metrics")
+    if not isinstance(metrics, Mapping):
+        return None, None
+    return _finite(metrics.get("map50")), _finite(metrics.get("map50_95"))
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def _dumps(value: dict[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -330,6 +366,8 @@ def _record(row: Sequence[Any], with_result: bool) -> JobRecord:
     record.error = json.loads(error) if error else None
     record.owner, record.pinned_to = next(values), next(values)
     record.attempts, record.lease_expires_at = int(next(values)), next(values)
+    record.tags = json.loads(next(values) or "{}")
+    record.checkpoint, record.map50, record.map50_95 = next(values), next(values), next(values)
     if with_result:
         result = next(values)
         record.result = None if result is None else json.loads(result)

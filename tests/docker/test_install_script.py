@@ -19,7 +19,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO / "docker" / "install.sh"
 # Exactly what the Dockerfiles COPY into the build stage.
-BUILD_CONTEXT = ("pyproject.toml", "README.md", "smartcash_core", "service", "docker/install.sh")
+BUILD_CONTEXT = (
+    "pyproject.toml", "README.md", "smartcash_core", "service", "smartcash_client", "docker/install.sh"
+)
 PINNED_TORCH = "2.13.0"
 
 

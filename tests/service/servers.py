@@ -28,8 +28,16 @@ def _free_port() -> int:
 class ServerProcess:
     """``python -m service.cli serve`` with ``SMARTCASH_*`` settings, on a free port."""
 
-    def __init__(self, state_dir: Path, checkpoint_root: Path, data_root: Path, **env: str) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        checkpoint_root: Path,
+        data_root: Path,
+        ready_path: str = "/v2/health/ready",
+        **env: str,
+    ) -> None:
         self.port = _free_port()
+        self.ready_path = ready_path  # /v2/health/live for a server without preloaded models
         self.log_path = state_dir.parent / f"server-{state_dir.name}-{self.port}.log"
         self.env = {
             **os.environ,
@@ -68,7 +76,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"server exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=1.0).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass

@@ -248,7 +248,15 @@ def test_sse_streams_progress_of_a_running_job(
     kinds = [line for line in lines if line.startswith("event:")]
     assert kinds[-1] == "event: status" and set(kinds[:-1]) <= {"event: progress"}
     final = json.loads(lines[-1].removeprefix("data: "))
+    metrics = final.pop("metrics")  # the final event of a succeeded job carries the headline: no extra GET
     assert final == {"id": job["id"], "status": "succeeded", "done": 24, "total": 24, "stage": final["stage"]}
+    result = client.get(f"/v1/validations/{job['id']}").json()["result"]["metrics"]
+    assert metrics == {
+        "map50": result["map50"],
+        "map50_95": result["map50_95"],
+        "per_class_ap50": {entry["name"]: entry["ap50"] for entry in result["per_class"]},
+    }
+    assert len(metrics["per_class_ap50"]) == len(result["per_class"]) > 0
 
 
 def test_queue_full_answers_429_with_retry_after_and_queued_jobs_cancel_at_once(

@@ -182,3 +182,26 @@ def test_kill9_of_a_replica_mid_job_is_seen_by_another_after_the_lease(
             assert wait_final(on_b, held, timeout=30)["status"] == "interrupted"
     finally:
         doomed.stop()
+
+
+def test_checkpoint_jobs_run_on_either_replica_without_registration(
+    replicas: tuple[ServerProcess, ServerProcess], tiny_dataset: str
+) -> None:
+    a, b = replicas
+    with a.client() as on_a, b.client() as on_b:
+        ids = []
+        for index in range(6):
+            body = {
+                "checkpoint": "nested/same.safetensors",
+                "dataset": tiny_dataset,
+                "params": TINY_PARAMS,
+                "tags": {"run": "replicas", "epoch": str(index)},
+            }
+            response = (on_a, on_b)[index % 2].post("/v1/validations", json=body)
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+        finals = [wait_final((on_b, on_a)[index % 2], job_id) for index, job_id in enumerate(ids)]
+        assert {final["status"] for final in finals} == {"succeeded"}
+        assert {final["replica"] for final in finals} <= {"a", "b"}
+        history = on_b.get("/v1/runs/replicas").json()
+        assert [job["epoch"] for job in history["jobs"]] == [str(index) for index in range(6)]
