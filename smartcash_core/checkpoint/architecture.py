@@ -14,7 +14,7 @@ from typing import Any
 
 from smartcash_core.checkpoint import limits
 from smartcash_core.errors import CheckpointMetadataError, CheckpointTooLargeError, ModelConfigError
-from smartcash_core.model.yolo import LayerSpec, layer_specs
+from smartcash_core.model.config import LayerSpec, layer_specs
 
 __all__ = ["check_architecture", "check_class_count", "check_imgsz", "estimate_num_params"]
 
@@ -249,7 +249,7 @@ def _check_detect(spec: LayerSpec, nc: int, field: _Field) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Parameter count from the YAML (mirrors smartcash_core.model.yolo's modules; a test pins equality)
+# Parameter count from the YAML (mirrors smartcash_core.model.modules; a test pins equality)
 # ----------------------------------------------------------------------------------------------
 def estimate_num_params(cfg_or_specs: Mapping[str, Any] | Sequence[LayerSpec]) -> int:
     """Parameters (weights, not BatchNorm running statistics) the model would have, without building it."""

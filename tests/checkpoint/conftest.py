@@ -52,7 +52,7 @@ class _RenamingPickler(pickle._Pickler):  # type: ignore[name-defined,misc]
 
     def save_global(self, obj: object, name: str | None = None) -> None:
         module = getattr(obj, "__module__", "")
-        if module == "smartcash_core.model.yolo":
+        if module in ("smartcash_core.model.yolo", "smartcash_core.model.modules"):
             qualname = obj.__qualname__  # type: ignore[attr-defined]
             target = "models.yolo" if qualname in {"DetectionModel", "Detect"} else "models.common"
             self.write(pickle.GLOBAL + f"{target}\n{qualname}\n".encode())

@@ -24,7 +24,7 @@ from smartcash_core.checkpoint.native import METADATA_KEY, read_metadata, save_c
 from smartcash_core.classes import default_class_table
 from smartcash_core.errors import CheckpointError, CheckpointMetadataError, CheckpointTooLargeError
 from smartcash_core.model import build_model
-from smartcash_core.model.yolo import load_model_config
+from smartcash_core.model.config import load_model_config
 from tests.checkpoint.conftest import save_yolov5_style
 
 ROOT = Path(__file__).resolve().parents[2]

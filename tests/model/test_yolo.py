@@ -11,7 +11,7 @@ import yaml
 from smartcash_core.cache import tensor_cache
 from smartcash_core.errors import ModelConfigError
 from smartcash_core.model import MODEL_NAMES, DetectionModel, build_model, load_model_config
-from smartcash_core.model.yolo import decode_grid
+from smartcash_core.model.modules import decode_grid
 
 # Parameter counts YOLOv5 7.0 prints when it builds each config with nc=80 (its "summary" line).
 YOLOV5_PARAMS_NC80 = {
