@@ -177,7 +177,7 @@ def cli_demo(args: argparse.Namespace) -> int:
         print("\nstopped", flush=True)
     finally:
         server.should_exit = True
-        thread.join(15)
+        thread.join(60)  # the app's shutdown stops a running pass at its next batch (jobs.STOP_TIMEOUT_S)
     return 0
 
 

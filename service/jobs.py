@@ -12,10 +12,12 @@ another replica, and marks other replicas' jobs ``interrupted`` once their lease
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,17 @@ class QueueConfig:
     retry_after_s: int
     claim_poll_s: float = 0.5
     worker_nice: int = 0
+
+
+STOP_TIMEOUT_S = 30.0  # how long shutdown waits for a cancelled pass to reach its next batch
+
+
+def _stop_passes_at_exit(manager_ref: weakref.ref[JobManager]) -> None:
+    """The last line of defence when a process exits without its app's shutdown (a server thread that
+    did not stop in time): cancel and wait, so no pass is running while the interpreter finalizes."""
+    manager = manager_ref()
+    if manager is not None:
+        manager.stop_running_passes()
 
 
 class JobManager:
@@ -83,6 +96,7 @@ class JobManager:
         if self._started:  # an app's lifespan may be entered more than once (test clients do)
             return
         self._started = True
+        atexit.register(_stop_passes_at_exit, weakref.ref(self))
         if self.store.shared:
             recovered = self.store.release(self.replica, "the replica restarted while this job was active")
         else:
@@ -130,20 +144,27 @@ class JobManager:
         except Exception:
             return float("nan")
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop the jobs running here (they end ``interrupted``), the workers and the lease keeper; jobs
         this replica still holds (uploads not started yet) are marked ``interrupted`` too."""
+        self.stop_running_passes(timeout)
+        self._keeper.stop(timeout)
+        try:
+            self.store.release(self.replica, "the replica stopped while this job was active")
+        except Exception as exc:  # the store is down: the leases run out and another replica sweeps
+            log.warning("could not release this replica's jobs: %s", exc)
+
+    def stop_running_passes(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Cancel the passes running here and wait (up to ``timeout`` a worker) until their workers leave
+        them: a cancelled pass stops at its next batch. The process must not exit while a pass runs on a
+        worker thread: torch's and OpenCV's native threads then abort the exit ("terminate called without
+        an active exception", status 134)."""
         self._executor.stopping = True  # no new claims; a job claimed in this very moment stops at once
         for job in self._live.values():
             if job.running:
                 job.stop("stopping")
         for worker in list(self._workers.values()):
             worker.stop(timeout)
-        self._keeper.stop(timeout)
-        try:
-            self.store.release(self.replica, "the replica stopped while this job was active")
-        except Exception as exc:  # the store is down: the leases run out and another replica sweeps
-            log.warning("could not release this replica's jobs: %s", exc)
 
     # -- submit ----------------------------------------------------------------------------------------
     def submit(

@@ -62,11 +62,11 @@ _EXAMPLE_RESULT: dict[str, Any] = {
     "params": {
         "imgsz": 256, "batch_size": 16, "conf_thres": 0.001, "iou_thres": 0.6, "max_det": 300,
         "multi_label": True, "rect": True, "protocol": "yolo", "device": "cpu", "half": False, "workers": 2,
-        "split": "val", "compute_loss": False, "fast_decode": False,
+        "split": "val", "compute_loss": False, "fast_decode": False, "precision": "fp32",
     },
     "model": {
         "source": "demo_yolov5n.safetensors", "sha256": "bdacf433dc67...", "imgsz": 256, "stride": 32,
-        "num_classes": 17, "num_params": 1786918, "device": "cpu",
+        "num_classes": 17, "num_params": 1786918, "device": "cpu", "precision": "fp32",
     },
     "warnings": [],
 }
@@ -240,10 +240,9 @@ class ValidationRequest(StrictBody):
             "examples": [
                 {"model": "demo", "dataset": "demo", "split": "val", "params": {"imgsz": 320}},
                 {
-                    "checkpoint": "exp7/epoch12.safetensors",
+                    "checkpoint": "demo_yolov5n.safetensors",
                     "dataset": "demo",
                     "tags": {"run": "exp7", "epoch": "12"},
-                    "callback_url": "https://ci.example.com/hooks/smartcash",
                 },
             ]
         },

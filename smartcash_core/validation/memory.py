@@ -19,6 +19,7 @@ counts them all against the one budget (conservative).
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import weakref
@@ -76,25 +77,30 @@ def _numel(value: object) -> int:
     return 0
 
 
-def _layer_outputs_on_meta(network: nn.Module, layers: nn.Module) -> list[int]:
-    """The output size (elements) of each of ``layers`` for one ``PROBE_SIZE`` square image, on ``meta``."""
+def _layer_outputs_on_meta(network: nn.Module) -> list[int]:
+    """The output size (elements) of each layer of ``network.model`` for one ``PROBE_SIZE`` square image.
+
+    Runs on a copy whose parameters and buffers are ``meta`` tensors (shapes only; made without copying a
+    weight): the model itself may be running a pass on another thread at this very moment (a submission is
+    estimated while the model validates), so it is never touched (no swapped weights, hooks or mode)."""
+    copy_of = _meta_copy(network)
     sizes: list[int] = []
-    hooks = [layer.register_forward_hook(lambda _m, _i, out: sizes.append(_numel(out))) for layer in layers]
-    meta = {
-        name: torch.empty_like(tensor, device="meta")
-        for name, tensor in [*network.named_parameters(), *network.named_buffers()]
-    }
+    for layer in copy_of.model:
+        layer.register_forward_hook(lambda _m, _i, out: sizes.append(_numel(out)))
     probe = torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE, device="meta")
-    was_training = network.training
-    network.eval()
-    try:
-        with torch.no_grad():
-            torch.func.functional_call(network, meta, (probe,), tie_weights=False)
-    finally:
-        network.train(was_training)
-        for hook in hooks:
-            hook.remove()
+    with torch.no_grad():
+        copy_of.eval()(probe)
     return sizes
+
+
+def _meta_copy(network: nn.Module) -> nn.Module:
+    """``network`` deep-copied with every parameter and buffer replaced by a ``meta`` tensor of its shape."""
+    memo: dict[int, object] = {}
+    for parameter in network.parameters():
+        memo[id(parameter)] = nn.Parameter(torch.empty_like(parameter, device="meta"), requires_grad=False)
+    for buffer in network.buffers():
+        memo[id(buffer)] = torch.empty_like(buffer, device="meta")
+    return copy.deepcopy(network, memo)
 
 
 def activation_floats_per_pixel(model: LoadedModel) -> tuple[float, float]:
@@ -107,7 +113,7 @@ def activation_floats_per_pixel(model: LoadedModel) -> tuple[float, float]:
         layers = getattr(network, "model", None)
         if not isinstance(layers, nn.Sequential) or len(layers) < 2:
             raise TypeError("estimating memory needs a YOLOv5 DetectionModel (a Sequential of layers)")
-        sizes = _layer_outputs_on_meta(network, layers)
+        sizes = _layer_outputs_on_meta(network)
         pixels = PROBE_SIZE * PROBE_SIZE
         profile = (sum(sizes[:-1]) / pixels, sizes[-1] / pixels)
         with _PROFILES_LOCK:

@@ -128,9 +128,16 @@ def test_every_request_example_of_the_schema_works_against_the_demo(demo: Demo) 
         schema = client.get("/openapi.json").json()
         examples = _request_examples(schema)
         assert {path for _, path, _ in examples} >= {"/v1/models", "/v1/validations"}
-        for method, path, body in examples:
+        jobs: list[str] = []
+        for method, path, body in sorted(examples, key=lambda example: example[1] == "/v1/comparisons"):
+            if path == "/v1/comparisons":  # the example's ids stand for two finished jobs: the ones above
+                pair = {"baseline": _finished(client, jobs[0]), "candidate": _finished(client, jobs[1])}
+                body = {**body, **pair}
             response = client.request(method.upper(), path, json=body)
             assert response.status_code < 300, (path, body, response.text)
+            if path == "/v1/validations":
+                jobs.append(response.json()["id"])
+        assert len(jobs) >= 2
         form = schema["paths"]["/v1/validations/upload"]["post"]["requestBody"]["content"]
         fields = form["multipart/form-data"]["schema"]["properties"]
         images = sorted((demo.state / "data" / "demo" / "images" / "val").glob("*.jpg"))[:2]
@@ -138,6 +145,14 @@ def test_every_request_example_of_the_schema_works_against_the_demo(demo: Demo) 
         data = {name: fields[name]["example"] for name in ("model", "params")}
         upload = client.post("/v1/validations/upload", data=data, files=files)
         assert upload.status_code == 202, upload.text
+
+
+def _finished(client: httpx.Client, job_id: str) -> str:
+    deadline = time.monotonic() + 120
+    while client.get(f"/v1/validations/{job_id}").json()["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"job {job_id} did not finish"
+        time.sleep(0.2)
+    return job_id
 
 
 def test_ctrl_c_stops_the_demo_quietly_with_status_zero(demo: Demo) -> None:

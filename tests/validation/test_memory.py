@@ -103,3 +103,36 @@ def test_cli_warns_and_validates_anyway(
     assert "warning: the job needs an estimated" in captured.err
     assert "over the memory budget of 0.01 GiB" in captured.err and "validating anyway" in captured.err
     assert "Mapped classes" in captured.out
+
+
+def test_estimating_never_disturbs_a_forward_running_on_the_same_model(trained_weights: Path) -> None:
+    """A submission is estimated while the model validates another job on a worker thread: the estimate
+    works on a meta copy, so the running forward never sees meta weights, hooks or a mode change."""
+    import threading
+
+    loaded = load_model(trained_weights, "cpu")
+    network = loaded.model.eval()
+    images = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        expected = network(images)[0]
+    errors: list[BaseException] = []
+    outputs: list[torch.Tensor] = []
+
+    def forwards() -> None:
+        try:
+            with torch.no_grad():
+                outputs.extend(network(images)[0] for _ in range(30))
+        except BaseException as exc:  # the failure is what the test reports
+            errors.append(exc)
+
+    thread = threading.Thread(target=forwards)
+    thread.start()
+    profiles = []
+    for _ in range(30):
+        memory._PROFILES.pop(network, None)  # measure again each time, as a fresh model would be
+        profiles.append(activation_floats_per_pixel(loaded))
+    thread.join()
+    assert errors == [] and len(outputs) == 30
+    assert all(torch.equal(output, expected) for output in outputs)
+    assert len(set(profiles)) == 1 and not network.training
+    assert all(not layer._forward_hooks for layer in network.model)
