@@ -28,6 +28,7 @@ from smartcash_core.metrics.intervals import DeltaEstimate, IntervalMethod, esti
 from smartcash_core.metrics.protocol import DetectionProtocol
 from smartcash_core.metrics.resample_ap import LevelTables, resampled_ap
 from smartcash_core.metrics.resample_curves import ViewCurves, prepare_view
+from smartcash_core.metrics.result import MetricsResult
 
 METHOD_DESCRIPTION = "paired bootstrap over images ({interval} interval)"
 _BLOCK = 32  # resamples per block; 16 for large views (scans down rows of wider blocks leave the cache)
@@ -47,6 +48,12 @@ class ComparableState:
     def protocol_object(self) -> DetectionProtocol:
         evaluator = DetectionEvaluator(self.class_table.num_fine, self.protocol, self.class_table)
         return evaluator.detection_protocol
+
+    def computed(self) -> MetricsResult:
+        """``compute()`` of the whole state: the very numbers of the validation's own result."""
+        table = self.class_table
+        evaluator = DetectionEvaluator.from_state_arrays(self.state, table.num_fine, self.protocol, table)
+        return evaluator.compute()
 
 
 @dataclass(frozen=True)
@@ -137,13 +144,13 @@ def compare_states(
         for view in views
     }
     curves = _share_ground_truth(curves)
-    full = resampled_ap_all(curves, np.ones((num_images, 1)), threads=1)
+    exact = {"baseline": baseline.computed(), "candidate": candidate.computed()}
     replicates = resampled_ap_all(curves, _draws(num_images, resamples, seed), threads=threads)
     table = baseline.class_table
     names = {"mapped": table.mapped_names, "fine": table.fine_names}
     summary = {
         view: _view_comparison(
-            view, names[view], curves[("baseline", view)], full, replicates, confidence, interval
+            view, names[view], curves[("baseline", view)], exact, replicates, confidence, interval
         )
         for view in views
     }
@@ -288,7 +295,7 @@ def _view_comparison(
     view: str,
     names: Sequence[str],
     curves: ViewCurves,
-    full: Mapping[tuple[str, str], np.ndarray],
+    exact: Mapping[str, MetricsResult],
     replicates: Mapping[tuple[str, str], np.ndarray],
     confidence: float,
     method: IntervalMethod,
@@ -297,7 +304,8 @@ def _view_comparison(
         ap = source[(job, view)]  # [T, C, B]
         return {"ap50": ap[0], "ap50_95": ap.mean(axis=0), "map50": _map(ap[0]), "map50_95": _map(ap.mean(0))}
 
-    point = {job: numbers(full, job) for job in ("baseline", "candidate")}
+    # the point values are the jobs' own results (compute() of each whole state), to the last digit
+    point = {job: _point_values(exact[job], view, len(names)) for job in ("baseline", "candidate")}
     draws = {job: numbers(replicates, job) for job in ("baseline", "candidate")}
 
     def compared(metric: str, index: Any = ()) -> DeltaEstimate:
@@ -310,6 +318,18 @@ def _view_comparison(
         for c in curves.classes_with_gt
     )
     return ViewComparison(view, compared("map50"), compared("map50_95"), per_class)
+
+
+def _point_values(result: MetricsResult, view: str, num_classes: int) -> dict[str, np.ndarray]:
+    """What :func:`_view_comparison` reads, from a computed result: per class id (NaN: no ground truth)
+    and the means, each with one "resample" (the whole sample)."""
+    chosen = result.mapped if view == "mapped" and result.mapped is not None else result
+    per_class = {"ap50": np.full((num_classes, 1), np.nan), "ap50_95": np.full((num_classes, 1), np.nan)}
+    for position, class_id in enumerate(chosen.classes):
+        per_class["ap50"][int(class_id), 0] = chosen.ap50[position]
+        per_class["ap50_95"][int(class_id), 0] = chosen.ap50_95[position]
+    means = {"map50": np.array([chosen.map50]), "map50_95": np.array([chosen.map50_95])}
+    return {**per_class, **means}
 
 
 def _map(ap: np.ndarray) -> np.ndarray:
