@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from service.schemas import _EXAMPLE_RESULT
+from service.example_result import EXAMPLE_RESULT
 from tests.service.conftest import FAST_PARAMS, load_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_the_result_example_has_the_shape_of_a_real_result(
     load_tiny(client)
     body = {"model": "tiny", "dataset": synthetic_dataset.name, "params": FAST_PARAMS}
     real = client.post("/v1/validations?wait=true", json=body).json()["result"]
-    example = json.loads(json.dumps(_EXAMPLE_RESULT))
+    example = json.loads(json.dumps(EXAMPLE_RESULT))
     assert isinstance(example["metrics"]["fine"], dict)
     for part in ("cache", "cache_job"):  # the example shows some caches of the four
         real[part] = {name: real[part][name] for name in example[part]}
