@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python tests/bench/bench_attacks.py [--only 4,10] [--skip 8] [--big-model yolov5m]``.
 Starts ``smartcash serve`` (uvicorn on loopback) with ``HOME`` and ``TMPDIR`` set to empty folders and small
-limits (below), then runs each attack of ``tests/security/attacks`` in issue order while one thread probes
+limits (below), then runs each attack of ``tests/security/attacks`` in issue order while a probe process polls
 ``/live`` back to back over a keep-alive connection and another samples the server's RSS. Per attack it
 prints what the server answered, the time to that answer, the ``/live`` p99 and max during the attack,
 and the server's peak RSS growth (``VmHWM`` after the attack, reset before it via ``clear_refs``, minus
@@ -27,8 +27,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -68,6 +66,26 @@ class Row:
         return live_ok and self.rss_growth_mb < RSS_TARGET_MB
 
 
+PROBE_SCRIPT = """
+import http.client, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+connection = http.client.HTTPConnection(host, port, timeout=30)
+while True:
+    started = time.perf_counter()
+    try:
+        connection.request("GET", "/v2/health/live")
+        response = connection.getresponse()
+        response.read()
+        ok = response.status == 200
+    except (OSError, http.client.HTTPException):
+        ok = False
+        connection.close()
+        connection = http.client.HTTPConnection(host, port, timeout=30)
+    print(int(ok), (time.perf_counter() - started) * 1000, flush=True)
+    time.sleep(0.005 if ok else 0.2)
+"""
+
+
 class Watch:
     """Probes ``/live`` and samples the server's RSS while an attack runs; kills a runaway server."""
 
@@ -76,33 +94,35 @@ class Watch:
         self.samples: list[float] = []
         self.failures, self.killed_at_mb, self.max_rss = 0, 0.0, 0.0
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._probe, daemon=True),
-                         threading.Thread(target=self._sample, daemon=True)]
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - read and closed in __exit__
+        self._prober: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Watch:
         self.before = reset_peak(self.pid)
         self.max_rss = self.before
-        for thread in self._threads:
-            thread.start()
-        time.sleep(0.05)
+        # the prober is a process of its own: a thread here would wait for this process's GIL while the
+        # attack's client side works, and count that wait as the server's latency
+        host, port = self.url.split("//", 1)[1].rsplit(":", 1)
+        command = [sys.executable, "-c", PROBE_SCRIPT, host, port]
+        self._prober = subprocess.Popen(command, stdout=self._log)
+        self._sampler.start()
+        time.sleep(0.1)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-
-    def _probe(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30.0) as client:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    ok = client.get("/v2/health/live").status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                self.samples.append((time.perf_counter() - started) * 1000)
-                self.failures += not ok
-                time.sleep(0.005 if ok else 0.2)
+        self._sampler.join(60)
+        if self._prober is not None:
+            self._prober.terminate()
+            self._prober.wait(10)
+        self._log.seek(0)
+        for line in self._log.read().decode().splitlines():
+            ok, _, millis = line.partition(" ")
+            if millis:
+                self.samples.append(float(millis))
+                self.failures += ok != "1"
+        self._log.close()
 
     def _sample(self) -> None:
         while not self._stop.is_set():

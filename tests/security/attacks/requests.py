@@ -109,11 +109,14 @@ def aborted_uploads(target: Target) -> Outcome:
     return Outcome("no 500 in /metrics" if not errors else f"500s in /metrics: {errors}", took[0])
 
 
-@attack("13", "dataset errors name server paths?", r"^job failed \w+, relative paths$")
+@attack("13", "dataset errors name server paths?", r"^(job failed \w+|400 dataset_\w+), relative paths$")
 def error_paths(target: Target) -> Outcome:
     with target.client() as client, timed() as took:
         response = client.post("/v1/validations", json={"model": "tiny", "dataset": "empty"})
-        answer = job_outcome(client, response)
-        message = str(client.get(f"/v1/validations/{response.json()['id']}").json()["error"])
+        if response.status_code == 202:  # a problem only the job finds: its error
+            answer = job_outcome(client, response)
+            message = str(client.get(f"/v1/validations/{response.json()['id']}").json()["error"])
+        else:  # refused at submit (an empty dataset is, since the dataset checks of issue 13)
+            answer, message = f"{response.status_code} {response.json()['error']['code']}", response.text
     absolute = str(target.root) in message or str(target.root.resolve()) in message
     return Outcome(f"{answer}, {'ABSOLUTE paths' if absolute else 'relative paths'}", took[0])
