@@ -7,6 +7,7 @@ or observe them; by default they are the real ones.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import threading
@@ -67,6 +68,25 @@ def _default_loader() -> ModelLoader:
     return lambda path, device: load_model(path, device)
 
 
+# What a model load and a pass import, imported before serving so that no request's first use imports on a
+# worker thread (module initialisation holds the import lock and, for C extensions, the GIL). The routes
+# already pull in most of it; the YOLOv5 .pt importer was the one still imported at a server's first .pt.
+_PASS_MODULES = (
+    "cv2",
+    "smartcash_core.checkpoint",
+    "smartcash_core.checkpoint.yolov5_import",
+    "smartcash_core.model",
+    "smartcash_core.validation.runner",
+    "smartcash_core.validation.loss",
+)
+
+
+def import_pass_modules() -> None:
+    """Import what a model load and a validation pass need, at start-up (see ``_PASS_MODULES``)."""
+    for name in _PASS_MODULES:
+        importlib.import_module(name)
+
+
 def create_app(
     settings: Settings | None = None,
     runner: ValidationRunner | None = None,
@@ -76,6 +96,7 @@ def create_app(
     settings = settings or Settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     keep_caches_under(settings.state_dir)  # nothing under $HOME, no torchinductor_* in the temp dir
+    import_pass_modules()
     configure_caches(
         image_bytes=settings.image_cache_bytes,
         label_bytes=settings.label_cache_bytes,
