@@ -273,10 +273,6 @@ class BatchProcessor:
             self.log.warn(*warning)
         self.images_seen = 0
 
-    def process(self, batch: LoadedBatch) -> None:
-        """Forward and finish one batch in this thread."""
-        self.finish(self.run_forward(batch))
-
     def run_forward(self, batch: LoadedBatch) -> ForwardedBatch:
         seconds, cpu = self.log.stage_seconds, self.log.stage_cpu_seconds
         seconds["decode"] = seconds.get("decode", 0.0) + batch.decode_s + batch.letterbox_s
