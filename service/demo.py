@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from service.demo_model import DEMO_ASSET, ensure_demo_checkpoint
 from service.logs import configure_logging
-from service.main import create_app
+from service.main import create_app, freeze_startup_objects
 from service.settings import Settings
 from smartcash_core.errors import SmartCashError
 from smartcash_core.validation.report import format_table
@@ -80,6 +80,7 @@ def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread]:
         create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
     )
     server = uvicorn.Server(config)
+    freeze_startup_objects()  # no full garbage collection stalls the event loop (see the function)
     thread = threading.Thread(target=server.run, name="smartcash-demo-server", daemon=True)
     thread.start()
     return server, thread

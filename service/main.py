@@ -7,6 +7,7 @@ or observe them; by default they are the real ones.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import sys
@@ -261,6 +262,19 @@ def _preload(state: ServiceState) -> None:
             log.error("preload of %s failed: %s", checkpoint, exc)
 
 
+def freeze_startup_objects() -> None:
+    """Put every object alive now (the imports, the app) out of the cyclic garbage collector's reach.
+
+    A full collection walks every tracked object with the GIL held: ~120 ms in a serving process (225k
+    objects after the imports), which stalled /v2/health/live for 130-200 ms whenever the automatic
+    collector ran one during a job, or a model unload did (cycles keep a model alive until collected). After
+    ``gc.freeze()`` a collection walks only what was made since. For serving processes only: frozen objects
+    that later become unreachable cycles are never collected, so tests that build many apps do not call it.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def cli_serve(args: argparse.Namespace) -> int:
     """``smartcash serve``: run the service with uvicorn (127.0.0.1 unless told otherwise)."""
     import uvicorn
@@ -275,6 +289,7 @@ def cli_serve(args: argparse.Namespace) -> int:
     except StoreConfigError as exc:  # a second server on this state dir, a bad database URL, ...
         print(f"smartcash serve: {exc.message}\n  fix: {exc.fix}", file=sys.stderr)
         return 2
+    freeze_startup_objects()
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     return 0
 

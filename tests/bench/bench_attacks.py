@@ -107,7 +107,10 @@ class Watch:
         command = [sys.executable, "-c", PROBE_SCRIPT, host, port]
         self._prober = subprocess.Popen(command, stdout=self._log)
         self._sampler.start()
-        time.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while self._log.tell() == 0 and time.monotonic() < deadline:  # the prober answers before the attack
+            time.sleep(0.01)
+            self._log.seek(0, os.SEEK_END)
         return self
 
     def __exit__(self, *exc: object) -> None:
