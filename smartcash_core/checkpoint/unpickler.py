@@ -1,5 +1,8 @@
 """The restricted unpickler for classic YOLOv5 ``.pt`` pickles: a security boundary, kept on its own.
 
+The allow-list, the opcode checks and the limits stay together in this one module (longer than the others
+on purpose), so that a review of what a hostile ``.pt`` can do reads one file.
+
 What it guarantees, for any bytes at all:
 - Nothing the file names is imported or called. Globals resolve through a closed allow-list to inert
   objects of ours: every ``nn.Module`` class becomes a ``PickledModule`` subclass made for this load
