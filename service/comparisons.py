@@ -12,14 +12,12 @@ same uploaded images), validated with the same protocol; the bootstrap runs on a
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
 from service.errors import Conflict, QueueFull, ServiceError, Unprocessable
 from service.live import Job
+from service.slots import BoundedSlots
 from service.store import JobRecord, JobStore
 from smartcash_core.errors import ComparisonError, SmartCashError
 from smartcash_core.metrics.bootstrap import ComparableState, compare_states
@@ -65,28 +63,15 @@ def state_artifact(job: Job, result: ValidationResult) -> dict[str, bytes]:
         return {}
 
 
-class ComparisonSlots:
+class ComparisonSlots(BoundedSlots):
     """Bounds the comparisons computed at once (each keeps ``comparison_threads`` cores busy)."""
 
-    def __init__(self, limit: int, retry_after_s: int) -> None:
-        self._limit, self._retry_after_s, self._used = limit, retry_after_s, 0
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._lock:
-            if self._used >= self._limit:
-                raise QueueFull(
-                    f"{self._limit} comparisons are already being computed",
-                    f"retry after {self._retry_after_s} s, or raise SMARTCASH_COMPARISON_MAX_CONCURRENT",
-                    headers={"Retry-After": str(self._retry_after_s)},
-                )
-            self._used += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._used -= 1
+    def refusal(self) -> QueueFull:
+        return QueueFull(
+            f"{self.limit} comparisons are already being computed",
+            f"retry after {self.retry_after_s} s, or raise SMARTCASH_COMPARISON_MAX_CONCURRENT",
+            headers=self.retry_headers,
+        )
 
 
 def check_resamples(resamples: int, limit: int) -> None:

@@ -8,44 +8,29 @@ the client went away), so the slot is held exactly as long as the stream.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from service.errors import TooManyStreams
+from service.slots import BoundedSlots
 
 
-class StreamSlots:
-    def __init__(self, limit: int, retry_after_s: int) -> None:
-        self.limit, self._retry_after_s, self.used = limit, retry_after_s, 0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        """Take a slot, or ``TooManyStreams`` (429 + ``Retry-After``) when all are in use."""
-        with self._lock:
-            if self.used >= self.limit:
-                raise TooManyStreams(
-                    f"{self.limit} event streams are already open on this replica",
-                    f"retry after {self._retry_after_s} s, poll GET /v1/validations/{{id}} instead, or raise "
-                    "SMARTCASH_MAX_SSE_CONNECTIONS",
-                    headers={"Retry-After": str(self._retry_after_s)},
-                )
-            self.used += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self.used -= 1
+class StreamSlots(BoundedSlots):
+    def refusal(self) -> TooManyStreams:
+        return TooManyStreams(
+            f"{self.limit} event streams are already open on this replica",
+            f"retry after {self.retry_after_s} s, poll GET /v1/validations/{{id}} instead, or raise "
+            "SMARTCASH_MAX_SSE_CONNECTIONS",
+            headers=self.retry_headers,
+        )
 
 
 def stream_slot(request: Request) -> Iterator[None]:
     slots: StreamSlots = request.app.state.smartcash.stream_slots
-    slots.acquire()
-    try:
+    with slots.slot():
         yield
-    finally:
-        slots.release()
 
 
 StreamSlotDep = Annotated[None, Depends(stream_slot)]

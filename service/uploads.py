@@ -7,9 +7,7 @@ the file-count cap. Archives are unpacked, every member checked first, by ``serv
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncGenerator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -19,6 +17,7 @@ from starlette.requests import Request
 
 from service.archives import UploadLimits, is_archive, unpack_archive
 from service.errors import BadUpload, PayloadTooLarge, QueueFull, UnsupportedMedia
+from service.slots import BoundedSlots
 from smartcash_core.validation.params import UploadedSample
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -29,33 +28,19 @@ __all__ = ["IMAGE_SUFFIXES", "ParsedUpload", "UploadLimits", "UploadSlots", "par
            "samples_from_files"]
 
 
-class UploadSlots:
-    """Bounds the uploads being received at once.
+class UploadSlots(BoundedSlots):
+    """Bounds the uploads being received at once: a slot is held while the body is read and becomes a job.
 
     Each upload is buffered in memory up to ``max_upload_bytes`` and the queue is only checked after the
     body is read, so without this bound memory grows with the number of clients sending at once.
     """
 
-    def __init__(self, limit: int, retry_after_s: int) -> None:
-        self._limit, self._retry_after_s, self._used = limit, retry_after_s, 0
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold a slot while the body is read and becomes a job; ``QueueFull`` (429) when none is free."""
-        with self._lock:
-            if self._used >= self._limit:
-                raise QueueFull(
-                    f"{self._limit} uploads are already being received",
-                    f"retry after {self._retry_after_s} s, or raise SMARTCASH_MAX_CONCURRENT_UPLOADS",
-                    headers={"Retry-After": str(self._retry_after_s)},
-                )
-            self._used += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._used -= 1
+    def refusal(self) -> QueueFull:
+        return QueueFull(
+            f"{self.limit} uploads are already being received",
+            f"retry after {self.retry_after_s} s, or raise SMARTCASH_MAX_CONCURRENT_UPLOADS",
+            headers=self.retry_headers,
+        )
 
 
 @dataclass
