@@ -52,7 +52,7 @@ def rewrite_metadata(source: Path, target: Path, change: Callable[[dict[str, Any
     return target
 
 
-def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+def set_field(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     """A change setting ``metadata[a][b][...] = value`` for a dotted ``path`` (list indices allowed)."""
 
     def change(metadata: dict[str, Any]) -> None:
@@ -109,7 +109,7 @@ BAD_FIELDS = [
 
 @pytest.mark.parametrize(("path", "value", "field"), BAD_FIELDS)
 def test_each_bad_field_is_named(saved: Path, tmp_path: Path, path: str, value: Any, field: str) -> None:
-    target = rewrite_metadata(saved, tmp_path / "bad.safetensors", _set(path, value))
+    target = rewrite_metadata(saved, tmp_path / "bad.safetensors", set_field(path, value))
     with pytest.raises(CheckpointMetadataError) as error:
         load_model(target, "cpu")
     assert error.value.field == field, str(error.value)
@@ -132,7 +132,7 @@ def test_metadata_of_wrong_types_everywhere_is_typed(saved: Path, tmp_path: Path
     values: list[Any] = [None, True, -1, 10**30, 1.5, "x", [], {}, [[]], {"a": {}}]
     loaded = []
     for index, (key, value) in enumerate((k, v) for k in typed for v in values):
-        target = rewrite_metadata(saved, tmp_path / f"t{index}.safetensors", _set(key, value))
+        target = rewrite_metadata(saved, tmp_path / f"t{index}.safetensors", set_field(key, value))
         try:
             load_model(target, "cpu")
             loaded.append((key, value))
@@ -149,8 +149,8 @@ def test_parameter_cap_refuses_before_building(saved: Path) -> None:
 
 def test_width_multiple_4_is_refused_without_allocating(saved: Path, tmp_path: Path) -> None:
     """Was: 1.7 GB allocated before the refusal. Now the estimate refuses it; peak RSS barely moves."""
-    target = rewrite_metadata(saved, tmp_path / "w2.safetensors", _set("yaml.width_multiple", 2.0))
-    target = rewrite_metadata(target, tmp_path / "w2d.safetensors", _set("yaml.depth_multiple", 2.0))
+    target = rewrite_metadata(saved, tmp_path / "w2.safetensors", set_field("yaml.width_multiple", 2.0))
+    target = rewrite_metadata(target, tmp_path / "w2d.safetensors", set_field("yaml.depth_multiple", 2.0))
     script = (
         "import json, resource, sys, time\n"
         "from smartcash_core.checkpoint import load_model\n"
@@ -217,11 +217,11 @@ def _yolov5_pt(tmp_path: Path, change: Callable[[dict[str, Any]], None], name: s
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        (_set("width_multiple", 4), "model.yaml.width_multiple"),
-        (_set("depth_multiple", "x"), "model.yaml.depth_multiple"),
-        (_set("anchors", [[1, 2, 3]] * 3), "model.yaml.anchors"),
-        (_set("backbone.0.2", "subprocess.Popen"), "model.yaml.backbone[0].module"),
-        (_set("backbone.2.1", 5000), "model.yaml.backbone[2].number"),
+        (set_field("width_multiple", 4), "model.yaml.width_multiple"),
+        (set_field("depth_multiple", "x"), "model.yaml.depth_multiple"),
+        (set_field("anchors", [[1, 2, 3]] * 3), "model.yaml.anchors"),
+        (set_field("backbone.0.2", "subprocess.Popen"), "model.yaml.backbone[0].module"),
+        (set_field("backbone.2.1", 5000), "model.yaml.backbone[2].number"),
     ],
 )
 def test_yolov5_pt_yaml_gets_the_same_checks(tmp_path: Path, change: Any, field: str) -> None:

@@ -25,22 +25,11 @@ from smartcash_core.classes import default_class_table
 from smartcash_core.errors import CheckpointError
 from smartcash_core.model import build_model
 from tests.checkpoint.conftest import write_torch_zip
-from tests.checkpoint.test_metadata_bounds import rewrite_metadata
+from tests.checkpoint.test_metadata_bounds import rewrite_metadata, set_field
 from tests.security.hostile import POISON_PICKLE, deflate_zeros, raw_zip, rezipped_fixture, stored
 
 Client = Callable[..., TestClient]
 Gated = tuple[ModelRegistry, "GatedLoader"]
-
-
-def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    def change(metadata: dict[str, Any]) -> None:
-        target = metadata
-        *parents, last = key.split(".")
-        for part in parents:
-            target = target[part]
-        target[last] = value
-
-    return change
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +38,11 @@ def hostile_root(checkpoint_root: Path, tmp_path_factory: pytest.TempPathFactory
     tiny = root / "tiny.safetensors"
     shutil.copyfile(checkpoint_root / "tiny.safetensors", tiny)
     (root / "sub").mkdir()
-    rewrite_metadata(tiny, root / "sub" / "imgsz_abc.safetensors", _set("imgsz", "abc"))
-    rewrite_metadata(tiny, root / "imgsz_negative.safetensors", _set("imgsz", -5))
-    rewrite_metadata(tiny, root / "width_1000.safetensors", _set("yaml.width_multiple", 1000))
-    wide = rewrite_metadata(tiny, root / "wide.safetensors", _set("yaml.width_multiple", 2.0))
-    rewrite_metadata(wide, root / "wide_deep.safetensors", _set("yaml.depth_multiple", 2.0))
+    rewrite_metadata(tiny, root / "sub" / "imgsz_abc.safetensors", set_field("imgsz", "abc"))
+    rewrite_metadata(tiny, root / "imgsz_negative.safetensors", set_field("imgsz", -5))
+    rewrite_metadata(tiny, root / "width_1000.safetensors", set_field("yaml.width_multiple", 1000))
+    wide = rewrite_metadata(tiny, root / "wide.safetensors", set_field("yaml.width_multiple", 2.0))
+    rewrite_metadata(wide, root / "wide_deep.safetensors", set_field("yaml.depth_multiple", 2.0))
     write_torch_zip(root / "poison.pt", POISON_PICKLE)
     raw_zip(root / "bomb.pt", [("archive/data.pkl", deflate_zeros(300), zipfile.ZIP_DEFLATED, 300 << 20, 0),
                                stored("archive/byteorder", b"little")])

@@ -8,7 +8,6 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -17,7 +16,7 @@ from smartcash_core.classes import default_class_table
 from smartcash_core.model import build_model
 from smartcash_core.training.synthetic import generate_dataset
 from tests.checkpoint.conftest import write_torch_zip
-from tests.checkpoint.test_metadata_bounds import rewrite_metadata
+from tests.checkpoint.test_metadata_bounds import rewrite_metadata, set_field
 from tests.security.hostile import POISON_PICKLE, deflate_zeros, raw_zip, rezipped_fixture, stored
 
 # issue 11 item 1: metadata that gave 500s or huge allocations
@@ -44,7 +43,7 @@ def prepare(root: Path, big_model: str) -> None:
     save_checkpoint(tiny, build_model("yolov5n", num_classes=17).eval(), class_table=default_class_table(),
                     imgsz=64)
     for name, (key, value) in BAD_METADATA.items():
-        rewrite_metadata(tiny, checkpoints / f"{name}.safetensors", _setter(key, value))
+        rewrite_metadata(tiny, checkpoints / f"{name}.safetensors", set_field(key, value))
     write_torch_zip(checkpoints / "poison.pt", POISON_PICKLE)
     rezipped_fixture(checkpoints / "yolov5n_rezipped.pt")
     pickle_bomb = ("archive/data.pkl", deflate_zeros(300), zipfile.ZIP_DEFLATED, 300 << 20, 0)
@@ -58,17 +57,6 @@ def prepare(root: Path, big_model: str) -> None:
     (data / "yamlbomb" / "images" / "val").mkdir(parents=True)
     shutil.copy(next((data / "ds" / "images" / "val").iterdir()), data / "yamlbomb" / "images" / "val")
     (data / "yamlbomb" / "data.yaml").write_text(YAML_ALIAS_BOMB)
-
-
-def _setter(key: str, value: Any) -> Any:
-    def change(metadata: dict[str, Any]) -> None:
-        *parents, last = key.split(".")
-        target = metadata
-        for part in parents:
-            target = target[part]
-        target[last] = value
-
-    return change
 
 
 def png_bomb(side: int = 19999) -> bytes:
