@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import mimetypes
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from smartcash_client.errors import ApiError, error_class
+from smartcash_client.errors import ApiError, WaitTimeout, error_class
 from smartcash_client.models import Event
 
 API_KEY_HEADER = "X-API-Key"
@@ -160,3 +162,41 @@ class SseParser:
         except ValueError:
             payload = {"raw": "\n".join(data)}
         return Event(fields.get("event", "message"), fields.get("id"), payload)
+
+
+def jobs_query(tags: Mapping[str, Any] | None, status: str | None, limit: int, offset: int) -> dict[str, Any]:
+    """The query of ``GET /v1/validations``: every tag as ``tag=key:value`` (all must match), a status."""
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if tags:
+        params["tag"] = [f"{key}:{value}" for key, value in tags.items()]
+    if status is not None:
+        params["status"] = status
+    return params
+
+
+def run_path(name: str) -> str:
+    return f"/v1/runs/{quote(name, safe='')}"
+
+
+def comparison_body(
+    baseline: str, candidate: str, resamples: int, seed: int, confidence: float
+) -> dict[str, Any]:
+    return {
+        "baseline": baseline,
+        "candidate": candidate,
+        "resamples": resamples,
+        "seed": seed,
+        "confidence": confidence,
+    }
+
+
+def read_timeout(timeout: float, deadline: float | None) -> float:
+    """A stream read waits at most ``timeout`` (then reconnects), and never past the deadline."""
+    if deadline is None:
+        return timeout
+    return max(0.05, min(timeout, deadline - time.monotonic()))
+
+
+def check_deadline(deadline: float | None, job_id: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise WaitTimeout(f"job {job_id} did not finish in time")

@@ -11,13 +11,12 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from smartcash_client import _protocol as protocol
 from smartcash_client.client import MAX_RECONNECTS, ProgressCallback, succeeded
-from smartcash_client.errors import TransportError, WaitTimeout
+from smartcash_client.errors import TransportError
 from smartcash_client.models import Comparison, Event, Job, RunHistory, ValidationResult
 
 
@@ -126,20 +125,19 @@ class AsyncClient:
                     yield event
                     if event.kind == "status":
                         return
-                    _check_deadline(deadline, job_id)
+                    protocol.check_deadline(deadline, job_id)
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > MAX_RECONNECTS:
                     raise TransportError(f"events of job {job_id}: {type(exc).__name__}: {exc}") from exc
-            _check_deadline(deadline, job_id)
+            protocol.check_deadline(deadline, job_id)
             await asyncio.sleep(protocol.reconnect_delay(max(failures, 1)))
 
     async def _stream(
         self, job_id: str, last_event_id: str | None, deadline: float | None
     ) -> AsyncIterator[Event]:
         headers = {**self._headers, **protocol.events_headers(last_event_id)}
-        read = self.timeout if deadline is None else max(0.05, min(self.timeout, deadline - time.monotonic()))
-        timeout = httpx.Timeout(self.timeout, read=read)
+        timeout = httpx.Timeout(self.timeout, read=protocol.read_timeout(self.timeout, deadline))
         path = f"/v1/validations/{job_id}/events"
         async with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
             if response.is_error:
@@ -161,16 +159,12 @@ class AsyncClient:
         limit: int = 20,
         offset: int = 0,
     ) -> list[Job]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if tags:
-            params["tag"] = [f"{key}:{value}" for key, value in tags.items()]
-        if status is not None:
-            params["status"] = status
+        params = protocol.jobs_query(tags, status, limit, offset)
         page = await self._json("GET", "/v1/validations", params=params)
         return [Job.from_dict(item) for item in page["items"]]
 
     async def run(self, name: str) -> RunHistory:
-        return RunHistory.from_dict(await self._json("GET", f"/v1/runs/{quote(name, safe='')}"))
+        return RunHistory.from_dict(await self._json("GET", protocol.run_path(name)))
 
     async def cancel(self, job_id: str) -> Job:
         return Job.from_dict(await self._json("POST", f"/v1/validations/{job_id}/cancel"))
@@ -183,17 +177,6 @@ class AsyncClient:
         seed: int = 0,
         confidence: float = 0.95,
     ) -> Comparison:
-        body = {
-            "baseline": baseline,
-            "candidate": candidate,
-            "resamples": resamples,
-            "seed": seed,
-            "confidence": confidence,
-        }
+        body = protocol.comparison_body(baseline, candidate, resamples, seed, confidence)
         answer = await self._json("POST", "/v1/comparisons", json=body)
         return Comparison.from_dict(answer, baseline, candidate)
-
-
-def _check_deadline(deadline: float | None, job_id: str) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise WaitTimeout(f"job {job_id} did not finish in time")

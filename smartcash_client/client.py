@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
-from urllib.parse import quote
 
 import httpx
 
 from smartcash_client import _protocol as protocol
-from smartcash_client.errors import ApiError, JobFailed, TransportError, WaitTimeout
+from smartcash_client.errors import ApiError, JobFailed, TransportError
 from smartcash_client.models import Comparison, Event, Job, RunHistory, ValidationResult
 
 ProgressCallback = Callable[[int, int, str], None]  # (done images, total images, stage)
@@ -148,17 +147,17 @@ class Client:
                     yield event
                     if event.kind == "status":
                         return
-                    _check_deadline(deadline, job_id)
+                    protocol.check_deadline(deadline, job_id)
             except httpx.TransportError as exc:  # dropped, refused or silent too long: reconnect
                 failures += 1
                 if failures > MAX_RECONNECTS:
                     raise TransportError(f"events of job {job_id}: {type(exc).__name__}: {exc}") from exc
-            _check_deadline(deadline, job_id)
+            protocol.check_deadline(deadline, job_id)
             time.sleep(protocol.reconnect_delay(max(failures, 1)))
 
     def _stream(self, job_id: str, last_event_id: str | None, deadline: float | None) -> Iterator[Event]:
         headers = {**self._headers, **protocol.events_headers(last_event_id)}
-        timeout = httpx.Timeout(self.timeout, read=_read_timeout(self.timeout, deadline))
+        timeout = httpx.Timeout(self.timeout, read=protocol.read_timeout(self.timeout, deadline))
         path = f"/v1/validations/{job_id}/events"
         with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
             if response.is_error:
@@ -181,16 +180,12 @@ class Client:
         offset: int = 0,
     ) -> list[Job]:
         """Jobs newest first, filtered by every tag given (and a status)."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if tags:
-            params["tag"] = [f"{key}:{value}" for key, value in tags.items()]
-        if status is not None:
-            params["status"] = status
+        params = protocol.jobs_query(tags, status, limit, offset)
         return [Job.from_dict(item) for item in self._json("GET", "/v1/validations", params=params)["items"]]
 
     def run(self, name: str) -> RunHistory:
         """The jobs tagged ``run=<name>`` by epoch, and the best by mAP50-95."""
-        return RunHistory.from_dict(self._json("GET", f"/v1/runs/{_segment(name)}"))
+        return RunHistory.from_dict(self._json("GET", protocol.run_path(name)))
 
     def cancel(self, job_id: str) -> Job:
         return Job.from_dict(self._json("POST", f"/v1/validations/{job_id}/cancel"))
@@ -205,13 +200,7 @@ class Client:
     ) -> Comparison:
         """Paired bootstrap comparison of two succeeded jobs over the same images (``POST /v1/comparisons``).
         ``raw`` holds the deltas with their intervals and verdicts as the service reports them."""
-        body = {
-            "baseline": baseline,
-            "candidate": candidate,
-            "resamples": resamples,
-            "seed": seed,
-            "confidence": confidence,
-        }
+        body = protocol.comparison_body(baseline, candidate, resamples, seed, confidence)
         return Comparison.from_dict(self._json("POST", "/v1/comparisons", json=body), baseline, candidate)
 
 
@@ -221,22 +210,6 @@ def succeeded(job: Job) -> ValidationResult:
         error = job.error or {}
         raise JobFailed(job.id, job.status, str(error.get("code", job.status)), str(error.get("message", "")))
     return ValidationResult.from_job(job.raw)
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")
-
-
-def _read_timeout(timeout: float, deadline: float | None) -> float:
-    """A stream read waits at most ``timeout`` (then reconnects), and never past the deadline."""
-    if deadline is None:
-        return timeout
-    return max(0.05, min(timeout, deadline - time.monotonic()))
-
-
-def _check_deadline(deadline: float | None, job_id: str) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise WaitTimeout(f"job {job_id} did not finish in time")
 
 
 __all__ = ["ApiError", "Client", "ProgressCallback", "succeeded"]
