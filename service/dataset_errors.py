@@ -56,17 +56,11 @@ _BY_REASON: dict[str, type[DatasetRejected]] = {
 }
 
 
-def relative_to_root(message: str, data_root: Path) -> str:
-    """``message`` with the data root's absolute path (resolved or as configured) taken out."""
-    for root in sorted({str(data_root.resolve()), str(data_root.absolute())}, key=len, reverse=True):
-        message = message.replace(root + "/", "").replace(root, ".")
-    return message
-
-
-def rejection(exc: DatasetError, data_root: Path) -> DatasetRejected:
-    """The 400 for a library dataset error, its message relative to the data root."""
+def rejection(exc: DatasetError) -> DatasetRejected:
+    """The 400 for a library dataset error (its paths are made relative to the data root where every error
+    body is, ``service.redact``)."""
     kind = _BY_REASON.get(exc.reason, DatasetRejected)
-    return kind(relative_to_root(str(exc), data_root), kind.fix)
+    return kind(str(exc), kind.fix)
 
 
 def not_found(data_root: Path, relative: str) -> DatasetNotFound:

@@ -20,14 +20,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.dataset_errors import relative_to_root
 from service.errors import PathRejected, UnsafeDatasetRejected
 from service.jobs import ValidationRunner
 from service.paths import resolve_path
 from smartcash_core.checkpoint import LoadedModel
 from smartcash_core.data.discovery import DatasetDiscovery, DatasetFile, FileRole
 from smartcash_core.data.limits import shorten
-from smartcash_core.errors import DatasetError, SmartCashError, UnsafeDatasetFile
+from smartcash_core.errors import DatasetError, UnsafeDatasetFile
 from smartcash_core.validation.params import (
     ProgressCallback,
     ValidationParams,
@@ -71,7 +70,7 @@ def check_dataset_contained(data_root: Path, dataset: Path, split: str, shown: s
                 )
     except UnsafeDatasetFile as exc:  # refused unparsed (size, aliases, depth): the job would refuse it too
         raise UnsafeDatasetRejected(
-            f"dataset {shown!r}: {_under(root, exc.file)}: {exc.why}",
+            f"dataset {shown!r}: {exc.file}: {exc.why}",
             "write data.yaml as plain YAML of a few KB: no aliases (*name), little nesting",
         ) from exc
     except DatasetError as exc:
@@ -95,14 +94,6 @@ def _unreadable(shown: str, exc: OSError) -> PathRejected:
     return PathRejected(f"dataset {shown!r} names a file that cannot be read: {shorten(str(exc))}", _FIX)
 
 
-def _under(root: Path, file: str) -> str:
-    """``file`` relative to the data root (the client's view), never the server's absolute path."""
-    try:
-        return Path(file).relative_to(root).as_posix()
-    except ValueError:
-        return Path(file).name
-
-
 def contained_runner(runner: ValidationRunner, data_root: Path) -> ValidationRunner:
     """``runner`` that re-checks a dataset source just before the library reads it.
 
@@ -123,10 +114,6 @@ def contained_runner(runner: ValidationRunner, data_root: Path) -> ValidationRun
                 check_dataset_contained(data_root, Path(source), params.split, str(source))
             except PathRejected as exc:
                 raise DatasetError(exc.message) from exc
-        try:
-            return runner(model, source, params, on_progress, cancel)
-        except SmartCashError as exc:
-            exc.args = (relative_to_root(str(exc), data_root), *exc.args[1:])
-            raise
+        return runner(model, source, params, on_progress, cancel)
 
     return run

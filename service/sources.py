@@ -39,7 +39,7 @@ def inspect_dataset(data_root: Path, relative: str, split: str) -> tuple[Path, i
         )
     walk = check_dataset_contained(data_root, path, split, relative)
     if walk.stopped is not None:
-        raise rejection(walk.stopped, data_root)
+        raise rejection(walk.stopped)
     if walk.images == 0:
         raise DatasetEmpty(f"dataset {relative!r} has no images for split {split!r}", DatasetEmpty.fix)
     return path, walk.images
